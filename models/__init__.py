@@ -1,0 +1,1 @@
+"""Reference Keras models: the RegNetY design space, the zoo registry, weight import."""
