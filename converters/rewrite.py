@@ -1,0 +1,155 @@
+"""Exact rewrites of grouped convolutions, for runtimes that cannot run them (or run them slowly).
+
+A grouped Conv2D (groups = G) is rewritten, weights and all, into ops every runtime has:
+
+- ``native``:    left as it is (TFLite CONV_2D op version 6, ONNX Conv with ``group``);
+- ``split``:     split the input channels into G parts, one plain conv per part, concatenate;
+- ``depthwise``: a DepthwiseConv2D, when every group has one input channel (group width 1);
+- ``dense``:     one plain conv whose kernel is block-diagonal (G times the MACs, runs everywhere).
+
+Each rewrite computes the same function: the split and depthwise forms do the very same
+multiply-adds, the dense form adds exact zeros. Tests hold them to 1e-5 relative on whole models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.errors import ConfigError
+
+LOWERINGS = ("native", "split", "depthwise", "dense")
+
+
+@dataclass(frozen=True)
+class GroupedConv:
+    name: str
+    groups: int
+    in_channels: int
+    out_channels: int
+    kernel_size: tuple[int, int]
+
+    @property
+    def group_width(self) -> int:
+        return self.in_channels // self.groups
+
+
+def _is_grouped(layer) -> bool:
+    from keras import layers
+
+    return isinstance(layer, layers.Conv2D) and layer.groups > 1
+
+
+def grouped_convs(model) -> list[GroupedConv]:
+    """The model's grouped convolutions, in graph order."""
+    found = []
+    for layer in model.layers:
+        if _is_grouped(layer):
+            kh, kw, cin_per_group, cout = layer.kernel.shape
+            found.append(GroupedConv(layer.name, layer.groups, cin_per_group * layer.groups, cout, (kh, kw)))
+    return found
+
+
+def lower_grouped_convs(model, lowering: str):
+    """A new model computing the same function with every grouped conv rewritten as `lowering`.
+
+    The original model is not changed. "native" returns the model itself.
+    """
+    if lowering not in LOWERINGS:
+        raise ConfigError(f"unknown grouped-conv lowering {lowering!r}; valid: {', '.join(LOWERINGS)}")
+    grouped = grouped_convs(model)
+    if lowering == "native" or not grouped:
+        return model
+    if lowering == "depthwise":
+        wide = [g for g in grouped if g.group_width != 1]
+        if wide:
+            raise ConfigError(
+                f"the depthwise lowering needs group width 1, but {wide[0].name} has group width "
+                f"{wide[0].group_width} ({len(wide)} such convs); use split or dense")
+    import keras
+
+    rewrite: Callable = {"split": _split, "depthwise": _depthwise, "dense": _dense}[lowering]
+    originals = {layer.name: layer for layer in model.layers if not _is_grouped(layer)}
+
+    def clone(layer):
+        if _is_grouped(layer):
+            return layer  # a placeholder: `call` below replaces it, the original is never called
+        return layer.__class__.from_config(layer.get_config())
+
+    def call(layer, *args, **kwargs):
+        if _is_grouped(layer):
+            return rewrite(layer, args[0])
+        return layer(*args, **kwargs)
+
+    lowered = keras.models.clone_model(model, clone_function=clone, call_function=call)
+    for layer in lowered.layers:
+        source = originals.get(layer.name)
+        if source is not None and layer.weights:  # the rewritten convs came with their weights
+            layer.set_weights(source.get_weights())
+    lowered.name = f"{model.name}_{lowering}"
+    return lowered
+
+
+def _conv_like(layer, filters: int, name: str, groups: int = 1):
+    from keras import layers
+
+    return layers.Conv2D(
+        filters, layer.kernel_size, strides=layer.strides, padding=layer.padding, dilation_rate=layer.dilation_rate,
+        groups=groups, use_bias=layer.use_bias, activation=layer.activation, name=name)
+
+
+def _split(layer, x):
+    from keras import layers, ops
+
+    g = layer.groups
+    kernel = layer.kernel.numpy()
+    bias = layer.bias.numpy() if layer.use_bias else None
+    out_per_group = kernel.shape[-1] // g
+    parts = ops.split(x, g, axis=-1)
+    outputs = []
+    for i, part in enumerate(parts):
+        conv = _conv_like(layer, out_per_group, f"{layer.name}_g{i}")
+        y = conv(part)
+        cols = slice(i * out_per_group, (i + 1) * out_per_group)
+        conv.set_weights([kernel[..., cols]] + ([bias[cols]] if bias is not None else []))
+        outputs.append(y)
+    return layers.Concatenate(axis=-1, name=f"{layer.name}_concat")(outputs)
+
+
+def _depthwise(layer, x):
+    from keras import layers
+
+    kernel = layer.kernel.numpy()  # (kh, kw, 1, cout), output channel c = group * multiplier + m
+    kh, kw, _, cout = kernel.shape
+    multiplier = cout // layer.groups
+    conv = layers.DepthwiseConv2D(
+        layer.kernel_size, strides=layer.strides, padding=layer.padding, dilation_rate=layer.dilation_rate,
+        depth_multiplier=multiplier, use_bias=layer.use_bias, activation=layer.activation, name=layer.name)
+    y = conv(x)
+    weights = [kernel.reshape(kh, kw, layer.groups, multiplier)]
+    if layer.use_bias:
+        weights.append(layer.bias.numpy())
+    conv.set_weights(weights)
+    return y
+
+
+def block_diagonal_kernel(kernel: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped HWIO kernel (kh, kw, cin / G, cout) as a plain (kh, kw, cin, cout) kernel with zeros off the diagonal."""
+    kh, kw, cin_g, cout = kernel.shape
+    cout_g = cout // groups
+    dense = np.zeros((kh, kw, cin_g * groups, cout), dtype=kernel.dtype)
+    for i in range(groups):
+        dense[:, :, i * cin_g:(i + 1) * cin_g, i * cout_g:(i + 1) * cout_g] = kernel[..., i * cout_g:(i + 1) * cout_g]
+    return dense
+
+
+def _dense(layer, x):
+    conv = _conv_like(layer, layer.filters, layer.name)
+    y = conv(x)
+    weights = [block_diagonal_kernel(layer.kernel.numpy(), layer.groups)]
+    if layer.use_bias:
+        weights.append(layer.bias.numpy())
+    conv.set_weights(weights)
+    return y

@@ -1,0 +1,93 @@
+"""Grouped-conv lowerings compute the same function as the grouped original."""
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+from converters.rewrite import LOWERINGS, block_diagonal_kernel, grouped_convs, lower_grouped_convs
+from edge.errors import ConfigError
+from models.zoo import build_model, model_spec
+
+RTOL = 1e-5  # relative to the largest output magnitude
+
+
+def randomized(model, seed=0):
+    rng = np.random.default_rng(seed)
+    weights = []
+    for w in model.get_weights():
+        r = rng.standard_normal(w.shape).astype(np.float32) * 0.1
+        weights.append(np.abs(r) + 0.5 if w.ndim == 1 else r)  # 1-D: BN scales and variances stay positive
+    model.set_weights(weights)
+    return model
+
+
+def max_rel_error(a, b):
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+def has_grouped(model):
+    return any(isinstance(l, layers.Conv2D) and l.groups > 1 for l in model.layers)
+
+
+@pytest.fixture(scope="module", params=["200mf", "800mf"])
+def reference(request):
+    spec = model_spec(request.param, input_size=64)
+    model = randomized(build_model(spec))
+    x = np.random.default_rng(1).standard_normal((2, 64, 64, 3)).astype(np.float32)
+    return model, x, model.predict(x, verbose=0), spec
+
+
+@pytest.mark.parametrize("lowering", ["split", "dense"])
+def test_whole_model_lowerings_are_exact(reference, lowering):
+    model, x, expected, spec = reference
+    lowered = lower_grouped_convs(model, lowering)
+    assert not has_grouped(lowered) and has_grouped(model)
+    assert len(grouped_convs(model)) == sum(s.depth for s in spec.stages)  # one 3x3 grouped conv per block
+    assert max_rel_error(lowered.predict(x, verbose=0), expected) <= RTOL
+    if lowering == "split":
+        assert lowered.count_params() == model.count_params()
+
+
+def test_dense_lowering_costs_g_times_the_weights(reference):
+    model = reference[0]
+    lowered = lower_grouped_convs(model, "dense")
+    for g in grouped_convs(model):
+        assert lowered.get_layer(g.name).kernel.shape[2] == g.in_channels  # was in_channels / groups
+    grouped_kernels = sum(np.prod(model.get_layer(g.name).kernel.shape) * g.groups for g in grouped_convs(model))
+    assert lowered.count_params() - model.count_params() == grouped_kernels - sum(
+        np.prod(model.get_layer(g.name).kernel.shape) for g in grouped_convs(model))
+
+
+def test_native_is_the_model_and_regnety_refuses_depthwise(reference):
+    model = reference[0]
+    assert lower_grouped_convs(model, "native") is model
+    with pytest.raises(ConfigError, match="group width 1.*group width (8|16)"):
+        lower_grouped_convs(model, "depthwise")
+    with pytest.raises(ConfigError, match="valid: native, split, depthwise, dense"):
+        lower_grouped_convs(model, "winograd")
+
+
+@pytest.mark.parametrize("lowering", LOWERINGS)
+@pytest.mark.parametrize("stride, padding", [(1, "same"), (2, "same"), (2, "valid")])
+def test_layer_level_every_lowering(lowering, stride, padding):
+    """A grouped conv with bias and group width 1 (so depthwise applies), odd input size, multiplier 2."""
+    inputs = keras.Input((15, 13, 6))
+    outputs = layers.Conv2D(12, 3, strides=stride, padding=padding, groups=6, use_bias=True, name="gconv")(inputs)
+    model = randomized(keras.Model(inputs, outputs))
+    x = np.random.default_rng(2).standard_normal((3, 15, 13, 6)).astype(np.float32)
+    lowered = lower_grouped_convs(model, lowering)
+    assert max_rel_error(lowered.predict(x, verbose=0), model.predict(x, verbose=0)) <= RTOL
+    kinds = {type(l).__name__ for l in lowered.layers}
+    if lowering == "depthwise":
+        assert "DepthwiseConv2D" in kinds
+    if lowering == "split":
+        assert "Concatenate" in kinds
+
+
+def test_block_diagonal_kernel_layout():
+    kernel = np.arange(1 * 1 * 2 * 6, dtype=np.float32).reshape(1, 1, 2, 6)  # 3 groups, 2 in / 2 out each
+    dense = block_diagonal_kernel(kernel, 3)[0, 0]
+    assert dense.shape == (6, 6)
+    np.testing.assert_array_equal(dense[2:4, 2:4], kernel[0, 0, :, 2:4])
+    assert np.count_nonzero(dense[0:2, 2:]) == 0 and np.count_nonzero(dense[2:4, :2]) == 0
