@@ -36,3 +36,7 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+class ImageError(KitError):
+    """An image that cannot be decoded, or is unreasonably large."""

@@ -1,7 +1,5 @@
 """timm/pycls state_dicts imported into the paper flavour give timm's logits; bad checkpoints fail cleanly."""
 
-import importlib.util
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,15 +10,15 @@ import pytest
 from edge.errors import WeightsError
 from models.weights import load_weights, read_state_dict
 from models.zoo import TIMM_NAMES, build_model, model_spec
+from tests.helpers import require_timm
 
 SIZES = ["224x224", "256x192"]
 HERE = Path(__file__).parent
 
-if importlib.util.find_spec("timm") is None:
-    if os.environ.get("CI"):
-        raise RuntimeError("timm is not installed; CI must run the timm comparison (make test installs .[dev])")
-    pytest.skip("timm is not installed (pip install -e '.[dev]'); the comparison needs it as the reference",
-                allow_module_level=True)
+
+@pytest.fixture(autouse=True, scope="module")
+def _timm():
+    require_timm()
 
 
 @pytest.fixture(scope="module")
