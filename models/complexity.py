@@ -37,13 +37,10 @@ def count_macs(model) -> int:
             out_shape = layer.output.shape
             if any(d is None for d in out_shape[1:]):
                 raise ValueError(f"layer {layer.name} has a dynamic output shape {out_shape}; build with a fixed input size")
-            kernel = layer.kernel.shape
             positions = math.prod(out_shape[1:-1])  # H*W for convs, 1 for dense
-            if isinstance(layer, layers.DepthwiseConv2D):
-                per_position = math.prod(kernel)  # kh * kw * cin * multiplier
-            else:
-                per_position = math.prod(kernel)  # kh * kw * (cin / groups) * cout, or in * out
-            macs += positions * per_position
+            # The kernel holds one weight per MAC at each position: kh*kw*(cin/groups)*cout for a
+            # (grouped) conv, kh*kw*cin*multiplier for a depthwise conv, in*out for a dense layer.
+            macs += positions * math.prod(layer.kernel.shape)
     return macs
 
 

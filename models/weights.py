@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 _BN_FROM_TORCH = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
 _IGNORED_TORCH_KEYS = ("num_batches_tracked",)
 _SHOWN = 5  # offending keys named in one message
+# A Keras 2 Normalization layer's state; the kit's models hold those constants in their config.
+_PREPROCESSING_STATS = {"mean", "variance", "count"}
 
 
 @dataclass(frozen=True)
@@ -270,7 +273,7 @@ def import_by_layer_name(model, weights: Mapping[str, Mapping[str, np.ndarray]],
         by_name[name] = variables
     ours = {layer.name: layer for layer in model.layers if layer.weights and not _is_preprocessing(layer)}
     missing = [n for n in ours if n not in by_name]
-    extra = [n for n in by_name if n not in ours and not n.startswith("prestem")]
+    extra = [n for n, v in by_name.items() if n not in ours and not set(v) <= _PREPROCESSING_STATS]
     if missing or extra:
         parts = ([f"missing layers {_some(missing)}"] if missing else []) + \
                 ([f"unexpected layers {_some(extra)}"] if extra else [])
@@ -301,8 +304,6 @@ def _load_keras_native(model, path: Path) -> int:
         raise WeightsError(f"{path} is not a .keras archive (not a zip file); it may be truncated")
     snapshot = [v.numpy() for v in model.weights]
     try:
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # Keras only warns about some mismatches: make them errors
             model.load_weights(str(path))

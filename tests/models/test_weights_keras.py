@@ -87,6 +87,8 @@ def test_nested_seed_names_and_unnamed_stem(tmp_path):
         else:
             path = f"Head/{layer.name}"
         weights[path] = {v.name: v.numpy() for v in layer.weights}
+    # The seed's PreStem normalization state: our models keep those constants in their config.
+    weights["PreStem/prestem_normalize"] = {"mean": np.zeros(3), "variance": np.ones(3), "count": np.zeros(())}
     target = build_model(model_spec("200mf", "seed", input_size=64))
     import_by_layer_name(target, weights, source="nested")
     assert same_weights(source, target)
