@@ -92,47 +92,49 @@ def lower_grouped_convs(model, lowering: str):
     return lowered
 
 
-def _conv_like(layer, filters: int, name: str, groups: int = 1):
+def _conv_like(layer, filters: int, name: str):
+    """A plain Conv2D with the grouped layer's geometry and activation."""
     from keras import layers
 
     return layers.Conv2D(
         filters, layer.kernel_size, strides=layer.strides, padding=layer.padding, dilation_rate=layer.dilation_rate,
-        groups=groups, use_bias=layer.use_bias, activation=layer.activation, name=name)
+        use_bias=layer.use_bias, activation=layer.activation, name=name)
+
+
+def _apply(conv, x, kernel: np.ndarray, bias: np.ndarray | None):
+    """Call a new layer on x (which builds it), then give it its weights."""
+    y = conv(x)
+    conv.set_weights([kernel] + ([bias] if bias is not None else []))
+    return y
+
+
+def _kernel_and_bias(layer) -> tuple[np.ndarray, np.ndarray | None]:
+    return layer.kernel.numpy(), (layer.bias.numpy() if layer.use_bias else None)
 
 
 def _split(layer, x):
     from keras import layers, ops
 
-    g = layer.groups
-    kernel = layer.kernel.numpy()
-    bias = layer.bias.numpy() if layer.use_bias else None
-    out_per_group = kernel.shape[-1] // g
-    parts = ops.split(x, g, axis=-1)
+    kernel, bias = _kernel_and_bias(layer)
+    out_per_group = kernel.shape[-1] // layer.groups
     outputs = []
-    for i, part in enumerate(parts):
-        conv = _conv_like(layer, out_per_group, f"{layer.name}_g{i}")
-        y = conv(part)
+    for i, part in enumerate(ops.split(x, layer.groups, axis=-1)):
         cols = slice(i * out_per_group, (i + 1) * out_per_group)
-        conv.set_weights([kernel[..., cols]] + ([bias[cols]] if bias is not None else []))
-        outputs.append(y)
+        conv = _conv_like(layer, out_per_group, f"{layer.name}_g{i}")
+        outputs.append(_apply(conv, part, kernel[..., cols], None if bias is None else bias[cols]))
     return layers.Concatenate(axis=-1, name=f"{layer.name}_concat")(outputs)
 
 
 def _depthwise(layer, x):
     from keras import layers
 
-    kernel = layer.kernel.numpy()  # (kh, kw, 1, cout), output channel c = group * multiplier + m
+    kernel, bias = _kernel_and_bias(layer)  # kernel (kh, kw, 1, cout); output channel = group * multiplier + m
     kh, kw, _, cout = kernel.shape
     multiplier = cout // layer.groups
     conv = layers.DepthwiseConv2D(
         layer.kernel_size, strides=layer.strides, padding=layer.padding, dilation_rate=layer.dilation_rate,
         depth_multiplier=multiplier, use_bias=layer.use_bias, activation=layer.activation, name=layer.name)
-    y = conv(x)
-    weights = [kernel.reshape(kh, kw, layer.groups, multiplier)]
-    if layer.use_bias:
-        weights.append(layer.bias.numpy())
-    conv.set_weights(weights)
-    return y
+    return _apply(conv, x, kernel.reshape(kh, kw, layer.groups, multiplier), bias)
 
 
 def block_diagonal_kernel(kernel: np.ndarray, groups: int) -> np.ndarray:
@@ -146,10 +148,6 @@ def block_diagonal_kernel(kernel: np.ndarray, groups: int) -> np.ndarray:
 
 
 def _dense(layer, x):
+    kernel, bias = _kernel_and_bias(layer)
     conv = _conv_like(layer, layer.filters, layer.name)
-    y = conv(x)
-    weights = [block_diagonal_kernel(layer.kernel.numpy(), layer.groups)]
-    if layer.use_bias:
-        weights.append(layer.bias.numpy())
-    conv.set_weights(weights)
-    return y
+    return _apply(conv, x, block_diagonal_kernel(kernel, layer.groups), bias)

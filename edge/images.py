@@ -17,7 +17,9 @@ from PIL import Image, ImageOps
 from edge.errors import ImageError
 from edge.preprocessing import PreprocessSpec
 
-MAX_PIXELS = 100_000_000  # larger images are refused by name (decompression-bomb guard)
+# Larger images are refused by name (decompression-bomb guard). Pillow's own limit, which it checks
+# while opening, before anything of ours could: one number, kept where Pillow reads it.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 _FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
             "nearest": Image.Resampling.NEAREST}
 
@@ -33,19 +35,12 @@ def load_image(path: str | Path) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
-                if im.width * im.height > MAX_PIXELS:
-                    raise ImageError(f"{path}: {im.width}x{im.height} pixels is over the {MAX_PIXELS:,} limit; "
-                                     "downscale it first")
                 im.load()
-                im = ImageOps.exif_transpose(im)
-                return to_rgb(im)
-    except ImageError:
-        raise
+                return to_rgb(ImageOps.exif_transpose(im))
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise ImageError(f"{path}: the image is over the {MAX_PIXELS:,} pixel limit (or Pillow's own "
-                         "decompression-bomb limit); downscale it first") from None
+        raise ImageError(f"{path}: the image is over the {MAX_PIXELS:,} pixel limit; downscale it first") from None
     except (OSError, SyntaxError, ValueError) as exc:  # Pillow's ways of saying corrupt or unknown
         raise ImageError(f"{path}: not a readable image ({str(exc).splitlines()[0][:200]})") from None
 

@@ -172,32 +172,27 @@ def import_timm_state_dict(model, state_dict: Mapping[str, np.ndarray], source: 
     missing = [k for k in expected if k not in given]
     extra = [k for k in given if k not in expected]
     if missing or extra:
-        guess = _guess_variant(given)
-        hint = f"; it looks like a checkpoint of RegNetY-{guess}" if guess else ""
         parts = []
         if missing:
             parts.append(f"missing keys {_some(missing)}")
         if extra:
             parts.append(f"unexpected keys {_some(extra)}")
-        raise WeightsError(f"{source} does not fit {model.name}: {'; '.join(parts)}{hint}")
+        raise WeightsError(f"{source} does not fit {model.name}: {'; '.join(parts)}{_variant_hint(given)}")
     assignments = []
     mismatched = []
     for key, (variable, conversion, shape) in expected.items():
         array = np.asarray(given[key])
-        if array.ndim != len(shape):
-            mismatched.append(f"{key} {tuple(array.shape)} (model needs {_torch_shape(shape, conversion)})")
-            continue
-        value = _to_keras(array, conversion)
+        value = _to_keras(array, conversion) if array.ndim == len(shape) else array
         if tuple(value.shape) != shape:
             mismatched.append(f"{key} {tuple(array.shape)} (model needs {_torch_shape(shape, conversion)})")
-            continue
-        assignments.append((variable, value))
+        else:
+            assignments.append((variable, value))
     if mismatched:
-        guess = _guess_variant(given)
-        hint = f"; it looks like a checkpoint of RegNetY-{guess}" if guess else ""
         if all(m.startswith("head.fc.") for m in mismatched):
             classes = np.asarray(given["head.fc.weight"]).shape[0]
             hint = f"; the checkpoint has {classes} classes: build the model with --classes {classes}"
+        else:
+            hint = _variant_hint(given)
         raise WeightsError(f"{source} does not fit {model.name}: shape mismatch at {_some(mismatched)}{hint}")
     _assign(assignments)
     return len(assignments)
@@ -210,6 +205,11 @@ def _torch_shape(keras_shape: tuple[int, ...], conversion: str) -> tuple[int, ..
     if conversion == "dense":
         return tuple(reversed(keras_shape))
     return keras_shape
+
+
+def _variant_hint(state_dict: Mapping[str, np.ndarray]) -> str:
+    guess = _guess_variant(state_dict)
+    return f"; it looks like a checkpoint of RegNetY-{guess}" if guess else ""
 
 
 def _guess_variant(state_dict: Mapping[str, np.ndarray]) -> str | None:
