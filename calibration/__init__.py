@@ -1,4 +1,1 @@
-"""Images in: folder datasets, bundled samples, representative datasets, drift metrics.
-
-Not built yet (issue: calibration and drift); the layout is reserved so imports follow DESIGN.md.
-"""
+"""Images in: folder datasets, the bundled photographs, representative and validation sets, drift metrics."""

@@ -1,4 +1,8 @@
-"""Keras or SavedModel in, artifacts out: grouped-conv lowering, TFLite, ONNX, metadata, validation.
+"""Keras in, artifacts out: grouped-conv lowering, TFLite, ONNX, metadata, validation.
 
-Not built yet (issue: converters); the layout is reserved so imports follow DESIGN.md.
+CLIs: `python -m converters.tflite`, `converters.onnx`, `converters.validate`, `converters.inspect`.
 """
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any TensorFlow import: its C++ INFO/WARNING chatter

@@ -151,3 +151,33 @@ def _dense(layer, x):
     kernel, bias = _kernel_and_bias(layer)
     conv = _conv_like(layer, layer.filters, layer.name)
     return _apply(conv, x, block_diagonal_kernel(kernel, layer.groups), bias)
+
+
+def restore_grouped_weights(lowered, model) -> None:
+    """Copy the weights of `lowered` (any lowering of `model`, e.g. after training it) back into `model`.
+
+    The inverse of `lower_grouped_convs`: split convs are concatenated, depthwise kernels reshaped,
+    and dense kernels give back their diagonal blocks (their off-diagonal blocks are dropped).
+    """
+    names = {layer.name for layer in lowered.layers}
+    for layer in model.layers:
+        if not _is_grouped(layer):
+            if layer.weights:
+                layer.set_weights(lowered.get_layer(layer.name).get_weights())
+            continue
+        kh, kw, cin_g, cout = layer.kernel.shape
+        cout_g = cout // layer.groups
+        if f"{layer.name}_g0" in names:  # split
+            parts = [lowered.get_layer(f"{layer.name}_g{i}").get_weights() for i in range(layer.groups)]
+            weights = [np.concatenate([p[0] for p in parts], axis=-1)]
+            if layer.use_bias:
+                weights.append(np.concatenate([p[1] for p in parts]))
+        else:
+            weights = lowered.get_layer(layer.name).get_weights()
+            kernel = weights[0]
+            if kernel.shape[2] == cin_g * layer.groups and kernel.shape[3] == cout:  # dense
+                weights[0] = np.concatenate([kernel[:, :, i * cin_g:(i + 1) * cin_g, i * cout_g:(i + 1) * cout_g]
+                                             for i in range(layer.groups)], axis=-1)
+            else:  # depthwise (kh, kw, G, multiplier) or native
+                weights[0] = kernel.reshape(kh, kw, cin_g, cout)
+        layer.set_weights(weights)

@@ -155,11 +155,27 @@ def timm_expectations(model) -> dict[str, tuple[object, str, tuple[int, ...]]]:
 
 
 def _to_keras(array: np.ndarray, conversion: str) -> np.ndarray:
+    if array.dtype.kind == "f" and array.dtype != np.float32:  # float16 / float64 checkpoints
+        array = array.astype(np.float32)
     if conversion == "conv":  # OIHW -> HWIO (grouped: O, I/groups, H, W -> H, W, I/groups, O)
         return array.transpose(2, 3, 1, 0)
     if conversion == "dense":  # (out, in) -> (in, out)
         return array.T
     return array
+
+
+def _to_torch(array: np.ndarray, conversion: str) -> np.ndarray:
+    if conversion == "conv":  # HWIO -> OIHW
+        return array.transpose(3, 2, 0, 1)
+    if conversion == "dense":
+        return array.T
+    return array
+
+
+def timm_state_dict(model) -> dict[str, np.ndarray]:
+    """The model's weights as a timm/pycls state_dict (the inverse of `import_timm_state_dict`)."""
+    return {key: np.ascontiguousarray(_to_torch(np.asarray(variable.numpy()), conversion))
+            for key, (variable, conversion, _) in timm_expectations(model).items()}
 
 
 def import_timm_state_dict(model, state_dict: Mapping[str, np.ndarray], source: str = "state_dict") -> int:

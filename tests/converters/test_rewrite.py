@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from keras import layers
 
-from converters.rewrite import LOWERINGS, block_diagonal_kernel, grouped_convs, lower_grouped_convs
+from converters.rewrite import (LOWERINGS, block_diagonal_kernel, grouped_convs, lower_grouped_convs,
+                               restore_grouped_weights)
 from edge.errors import ConfigError
 from models.zoo import build_model, model_spec
 
@@ -91,3 +92,20 @@ def test_block_diagonal_kernel_layout():
     assert dense.shape == (6, 6)
     np.testing.assert_array_equal(dense[2:4, 2:4], kernel[0, 0, :, 2:4])
     assert np.count_nonzero(dense[0:2, 2:]) == 0 and np.count_nonzero(dense[2:4, :2]) == 0
+
+
+@pytest.mark.parametrize("lowering", ["split", "dense"])
+def test_weights_trained_in_a_lowering_fold_back_into_the_grouped_model(reference, lowering):
+    """What models.reference relies on: train the lowered model, then restore_grouped_weights."""
+    model, x, _, _ = reference
+    lowered = lower_grouped_convs(model, lowering)
+    randomized(lowered, seed=7)  # stands in for training
+    if lowering == "dense":  # training keeps the off-diagonal blocks at zero
+        for g in grouped_convs(model):
+            layer = lowered.get_layer(g.name)
+            kernel = layer.kernel.numpy()
+            mask = block_diagonal_kernel(np.ones((*g.kernel_size, g.group_width, g.out_channels), np.float32), g.groups)
+            layer.kernel.assign(kernel * mask)
+    target = keras.models.clone_model(model)
+    restore_grouped_weights(lowered, target)
+    assert max_rel_error(target.predict(x, verbose=0), lowered.predict(x, verbose=0)) <= RTOL

@@ -1,0 +1,93 @@
+"""Prepared image sets: the representative (calibration) set and the validation set, as model inputs.
+
+Both come from a folder the user names or, by default, from the bundled photographs: calibration
+uses the "calibration" crops, validation the "heldout" crops (the reference checkpoint never trained
+on either). The order is deterministic for a seed, nothing is augmented, and a fingerprint (hash of
+the files, crop boxes and settings) identifies the set in every artifact's metadata.
+
+Sizes: calibration defaults to DEFAULT_CALIBRATION images; LiteRT's and ONNX Runtime's
+calibrators gain little beyond a few hundred, so more than MAX_CALIBRATION is refused. When a folder
+holds fewer decodable images than asked for, the set uses what exists and says so on stderr.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from calibration.datasets import DatasetError, ImageSet, Sample, fingerprint, scan_folder
+from calibration.photos import class_names, photo_crops
+from edge.preprocessing import PreprocessSpec
+
+DEFAULT_CALIBRATION = 128
+MAX_CALIBRATION = 1024
+DEFAULT_VALIDATION_PER_CLASS = 16  # 176 held-out crops of the eleven bundled photographs
+
+
+@dataclass
+class Prepared:
+    """Decoded, preprocessed images ready to feed: inputs (N, H, W, 3) float32, names, labels."""
+
+    source: str
+    inputs: np.ndarray
+    names: list[str]
+    labels: list[str | None]
+    fingerprint: str
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def label_indices(self, class_names: list[str]) -> np.ndarray | None:
+        """Labels as class indices, when every image has one that the model knows."""
+        if not self.labels or any(label is None or label not in class_names for label in self.labels):
+            return None
+        return np.asarray([class_names.index(label) for label in self.labels])
+
+    def summary(self) -> dict:
+        return {"source": self.source, "images": len(self), "skipped": len(self.skipped),
+                "fingerprint": self.fingerprint}
+
+
+def _prepare(images: ImageSet, spec: PreprocessSpec, count: int | None, seed: int | None, purpose: str) -> Prepared:
+    samples: list[Sample] = list(images.samples)
+    if seed is not None:
+        order = np.random.default_rng(seed).permutation(len(samples))
+        samples = [samples[i] for i in order]
+    ordered = ImageSet(images.root, samples)
+    pairs = list(ordered.decoded(spec, limit=count))
+    if not pairs:
+        raise DatasetError(f"{images.root}: none of its {len(samples)} image files could be decoded; "
+                           "check the files (warnings above name each one)")
+    if count is not None and len(pairs) < count:
+        print(f"warning: asked for {count} {purpose} images, {images.root} has {len(pairs)} decodable; "
+              f"using {len(pairs)}", file=sys.stderr)
+    used = [s for s, _ in pairs]
+    settings = {"purpose": purpose, "count": count, "seed": seed, "preprocessing": spec.to_json()}
+    return Prepared(images.root, np.stack([a for _, a in pairs]), [s.name for s in used], [s.label for s in used],
+                    fingerprint(used, settings), ordered.skipped)
+
+
+def calibration_set(spec: PreprocessSpec, folder: str | Path | None = None, count: int = DEFAULT_CALIBRATION,
+                    seed: int = 0) -> Prepared:
+    """`count` representative images, in a seeded order, from `folder` or the bundled photographs."""
+    if not 1 <= count <= MAX_CALIBRATION:
+        raise DatasetError(f"calibration size must be between 1 and {MAX_CALIBRATION}, got {count}")
+    if folder is None:
+        images = photo_crops("calibration", math.ceil(count / len(class_names())), seed)
+    else:
+        images = scan_folder(folder)
+    return _prepare(images, spec, count, seed, "calibration")
+
+
+def validation_set(spec: PreprocessSpec, folder: str | Path | None = None, limit: int | None = None) -> Prepared:
+    """The validation images in file order: `folder`, or the held-out crops of the bundled photographs."""
+    if folder is None:
+        images = photo_crops("heldout", DEFAULT_VALIDATION_PER_CLASS)
+    else:
+        images = scan_folder(folder)
+    return _prepare(images, spec, limit, None, "validation")

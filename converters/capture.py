@@ -1,0 +1,40 @@
+"""Silencing the converters' native chatter (hundreds of lines on stdout/stderr) and keeping it for errors."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+
+
+@contextlib.contextmanager
+def captured_native_output():
+    """Redirect file descriptors 1 and 2 to a temp file; yield a function that returns what was captured."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+
+        def text() -> str:
+            sink.flush()
+            sink.seek(0)
+            return sink.read().decode("utf-8", "replace")
+
+        try:
+            yield text
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def tail(text: str, lines: int = 5) -> str:
+    """The last meaningful lines of captured output, for an error message."""
+    kept = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith(("W0000", "I0000"))]
+    return " | ".join(kept[-lines:])

@@ -1,0 +1,71 @@
+"""The arguments both converters share, and turning them into a Source, data sets and a Plan."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from calibration.drift import budget_for
+from calibration.representative import DEFAULT_CALIBRATION, MAX_CALIBRATION
+from converters.rewrite import LOWERINGS
+from converters.targets import TARGETS
+from models.zoo import VARIANTS
+
+ARTIFACTS_DIR = Path("artifacts")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--variant", default="200mf", metavar="NAME", help=f"RegNetY design point: {', '.join(VARIANTS)} "
+                       "(default 200mf)")
+    group.add_argument("--flavour", default="paper", metavar="NAME",
+                       help="paper (pycls/timm, default) or seed (the TF Hub regnetyNNNmf models)")
+    group.add_argument("--weights", metavar="PATH",
+                       help="checkpoint: timm/pycls .safetensors/.pth, Keras .weights.h5/.keras/.h5. Default: the kit's "
+                            "reference checkpoint for 200mf (paper), random weights otherwise (said loudly)")
+    group.add_argument("--classes", type=int, metavar="N", help="classifier outputs (default: from the labels, else 1000)")
+    group.add_argument("--labels", metavar="FILE", help="class names, one per line (default: the checkpoint's card, "
+                       "else class_0, class_1, ...)")
+    group.add_argument("--input-size", type=int, default=224, metavar="N", help="square input size (default 224)")
+    group.add_argument("--normalize-in-model", action="store_true",
+                       help="put the /255 and mean/std normalization inside the model: it takes raw [0, 255] RGB pixels "
+                            "(with --int8 --io uint8 the device feeds camera bytes as they are)")
+
+
+def add_artifact_arguments(parser: argparse.ArgumentParser, fmt: str) -> None:
+    targets = [t for t in TARGETS.values() if t.format == fmt]
+    group = parser.add_argument_group("artifact")
+    group.add_argument("--target", default=targets[0].name, choices=[t.name for t in targets],
+                       help="where the file will run; decides the grouped-conv lowering: "
+                            + "; ".join(f"{t.name}: {t.lowering}" for t in targets) + f" (default {targets[0].name})")
+    group.add_argument("--grouped-conv", default="auto", choices=("auto", *LOWERINGS),
+                       help="override the target's grouped-conv lowering (all are exact in float)")
+    group.add_argument("--out", type=Path, metavar="PATH", help=f"output file (default {ARTIFACTS_DIR}/<model>_<precision>"
+                       f"[_<lowering>].{fmt})")
+    data = parser.add_argument_group("data")
+    data.add_argument("--calib", metavar="DIR", help="representative images for int8 calibration (recursive; default: "
+                      "crops of the bundled photographs)")
+    data.add_argument("--calib-size", type=int, default=DEFAULT_CALIBRATION, metavar="N",
+                      help=f"calibration images (default {DEFAULT_CALIBRATION}, at most {MAX_CALIBRATION})")
+    data.add_argument("--data", metavar="DIR", help="validation images (class sub-folders named after the labels give "
+                      "accuracy too; default: held-out crops of the bundled photographs)")
+    data.add_argument("--seed", type=int, default=0, help="order of the calibration images (default 0)")
+    check = parser.add_argument_group("drift check")
+    check.add_argument("--min-top1", type=float, metavar="FRACTION",
+                       help="override the precision's minimum top-1 agreement (budgets: calibration/drift.py)")
+    check.add_argument("--allow-drift", action="store_true",
+                       help="write the artifact even when it drifts past its budget (says so loudly, records it)")
+
+
+def default_out(model_name: str, precision: str, lowering: str, fmt: str, suffix: str = "") -> Path:
+    tail = "" if lowering == "native" else f"_{lowering}"
+    return ARTIFACTS_DIR / f"{model_name}_{precision}{suffix}{tail}.{fmt}"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def budget_from(args: argparse.Namespace, precision: str):
+    return budget_for(precision, min_top1_agreement=args.min_top1)

@@ -1,0 +1,109 @@
+"""`python -m converters.inspect ARTIFACT`: what is inside a .tflite or .onnx file.
+
+Ops with their versions (TFLite) or opset (ONNX), tensor types, I/O types and quantization, size,
+and the kit metadata embedded by the converters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from edge.errors import run_cli
+from edge.runtime import load
+from edge.tflite_file import operator_codes, read_model_bytes
+
+
+def inspect_tflite(path: Path) -> dict:
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    data = read_model_bytes(path)
+    runner = load(path)
+    interpreter = runner._session
+    tensor_types = Counter(str(t["dtype"].__name__) for t in interpreter.get_tensor_details())
+    ops = Counter()
+    for code, custom, op_version in operator_codes(data, str(path)):
+        ops[custom or f"{names.get(code, code)} v{op_version}"] += 1
+    per_op = Counter()
+    for op in interpreter._get_ops_details():
+        per_op[op["op_name"]] += 1
+    return {"ops": {name: per_op.get(name.split(" v")[0], 0) for name in sorted(ops)}, "tensor_types": dict(tensor_types),
+            **_common(runner, path)}
+
+
+def inspect_onnx(path: Path) -> dict:
+    import onnx
+
+    runner = load(path)
+    proto = onnx.load(str(path))
+    ops = Counter(n.op_type for n in proto.graph.node)
+    types = Counter(onnx.TensorProto.DataType.Name(t.data_type) for t in proto.graph.initializer)
+    return {"ops": dict(sorted(ops.items())), "initializer_types": dict(types),
+            "opset": {o.domain or "ai.onnx": o.version for o in proto.opset_import}, **_common(runner, path)}
+
+
+def _common(runner, path: Path) -> dict:
+    def io(t):
+        d = {"name": t.name, "shape": list(t.shape), "dtype": t.dtype}
+        if t.quantized:
+            d.update(scale=t.scale, zero_point=t.zero_point)
+        return d
+
+    return {"file": str(path), "size_bytes": path.stat().st_size, "input": io(runner.input), "output": io(runner.output),
+            "metadata": runner.metadata}
+
+
+def render(info: dict) -> str:
+    lines = [f"{info['file']}: {info['size_bytes'] / 1e6:.2f} MB"]
+    for key in ("input", "output"):
+        t = info[key]
+        quant = f", scale {t['scale']:.6g}, zero point {t['zero_point']}" if "scale" in t else ""
+        lines.append(f"{key}: {t['name']} {t['dtype']} {t['shape']}{quant}")
+    if "opset" in info:
+        lines.append(f"opset: {info['opset']}")
+    lines.append("ops: " + ", ".join(f"{k} x{v}" for k, v in info["ops"].items()))
+    types = info.get("tensor_types") or info.get("initializer_types")
+    lines.append(("tensor types: " if "tensor_types" in info else "initializer types: ")
+                 + ", ".join(f"{k} x{v}" for k, v in sorted(types.items())))
+    meta = info["metadata"]
+    if meta is None:
+        lines.append("kit metadata: none (not written by this kit's converters)")
+    else:
+        drift = meta.get("drift", {})
+        lines.append(f"model: {meta['model']['name']}, {meta['model']['num_classes']} classes "
+                     f"(labels {', '.join(meta['labels'][:5])}{', ...' if len(meta['labels']) > 5 else ''})")
+        lines.append(f"precision: {meta['precision']}; grouped convs: {meta['grouped_conv']['lowering']} "
+                     f"(target {meta['grouped_conv']['target']})")
+        lines.append(f"weights: {meta['weights']['description']} {meta['weights']['path'] or ''} "
+                     f"sha256 {(meta['weights']['sha256'] or '-')[:12]}")
+        lines.append(f"preprocessing: {json.dumps(meta['preprocessing'], sort_keys=True)}")
+        if meta.get("calibration"):
+            c = meta["calibration"]
+            lines.append(f"calibration: {c['images']} images from {c['source']}, fingerprint {c['fingerprint'][:12]}")
+        lines.append(f"drift: top-1 agreement {drift.get('top1_agreement', 0):.2%} on {drift.get('images')} images, "
+                     f"SQNR {drift.get('sqnr_db') or float('inf'):.1f} dB, within budget: {drift.get('within_budget')}")
+        lines.append(f"versions: {', '.join(f'{k} {v}' for k, v in meta.get('versions', {}).items())}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m converters.inspect",
+                                     description="Show what a .tflite or .onnx artifact holds: ops and versions, tensor "
+                                                 "types, I/O quantization, size and the kit's embedded metadata.")
+    parser.add_argument("artifact", type=Path)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    args = parser.parse_args(argv)
+    suffix = args.artifact.suffix.lower()
+    info = inspect_onnx(args.artifact) if suffix == ".onnx" else inspect_tflite(args.artifact) \
+        if suffix == ".tflite" else load(args.artifact)  # load() names the problem for anything else
+    print(json.dumps(info, indent=2) if args.json else render(info))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,241 @@
+"""`python -m converters.onnx --variant 200mf [--int8]`: a RegNetY as a validated ONNX file.
+
+Route: tf2onnx over a graph-mode trace of the Keras model. Keras 3 runs a grouped Conv2D on CPU
+through an XLA-compiled wrapper that tf2onnx cannot convert (DESIGN.md), so for the native lowering
+the grouped layers are traced as a plain `tf.nn.convolution` on the grouped kernel, which tf2onnx
+writes as one `Conv` node with `group` set. --int8 adds ONNX Runtime static quantization (QDQ,
+per-channel int8 weights, uint8 activations) calibrated on the same representative images as TFLite.
+The batch dimension is dynamic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from calibration.representative import Prepared, calibration_set, validation_set
+from converters import cli
+from converters.capture import captured_native_output, tail
+from converters.metadata import embed_onnx
+from converters.pipeline import Plan, Result, finish
+from converters.rewrite import lower_grouped_convs
+from converters.source import Source, load_source
+from converters.targets import choose_lowering, get_target
+from edge.atomic import ensure_writable
+from edge.errors import ConfigError, KitError, run_cli
+
+DEFAULT_OPSET = 17
+INPUT_NAME, OUTPUT_NAME, BATCH = "image", "logits", "batch"
+
+
+class ConversionError(KitError):
+    """tf2onnx or the quantizer failed, or wrote a graph that does not check."""
+
+
+def _traceable(model):
+    """The same model, traceable for tf2onnx: grouped convs as plain tf.nn.convolution (graph mode only),
+    and normalization constants as graph constants (Keras holds them as captured tensors, which tf2onnx
+    would turn into extra graph inputs)."""
+    import keras
+    import tensorflow as tf
+
+    class GraphGroupedConv2D(keras.layers.Conv2D):
+        def convolution_op(self, inputs, kernel):
+            return tf.nn.convolution(inputs, kernel, self.strides, self.padding.upper(), dilations=self.dilation_rate)
+
+    class ConstantNormalization(keras.layers.Layer):
+        def __init__(self, mean, variance, **kwargs):
+            super().__init__(**kwargs)
+            self.mean = np.asarray(mean, np.float32).reshape(-1)
+            self.scale = (1.0 / np.maximum(np.sqrt(np.asarray(variance, np.float32).reshape(-1)), 1e-7)).astype(np.float32)
+
+        def call(self, x):
+            return (x - tf.constant(self.mean)) * tf.constant(self.scale)
+
+    def clone(layer):
+        if isinstance(layer, keras.layers.Normalization):
+            return ConstantNormalization(np.asarray(layer.mean), np.asarray(layer.variance), name=layer.name)
+        cls = GraphGroupedConv2D if isinstance(layer, keras.layers.Conv2D) and layer.groups > 1 else layer.__class__
+        return cls.from_config(layer.get_config())
+
+    traced = keras.models.clone_model(model, clone_function=clone)
+    traced.set_weights(model.get_weights())
+    return traced
+
+
+def to_onnx(model, opset: int = DEFAULT_OPSET):
+    """An ONNX ModelProto of a Keras model (float32, dynamic batch), checked with onnx.checker (full)."""
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+
+    traced = _traceable(model)
+    height, width, channels = traced.input_shape[1:]
+    signature = (tf.TensorSpec((None, height, width, channels), tf.float32, name=INPUT_NAME),)
+    fn = tf.function(lambda x: traced(x, training=False))
+    with captured_native_output() as captured:
+        try:
+            proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature, opset=opset)
+        except Exception as exc:
+            raise ConversionError(f"tf2onnx failed: {str(exc).splitlines()[0][:300]} [{tail(captured())}]") from None
+    unsupported = sorted({n.op_type for n in proto.graph.node if n.domain not in ("", "ai.onnx")})
+    if unsupported:
+        raise ConversionError(f"tf2onnx left non-ONNX ops {unsupported}; the file would not run")
+    _rename_io(proto)
+    canonical_names(proto)
+    proto.graph.doc_string = "converted by regnety-edge-kit with tf2onnx"  # tf2onnx's names the traced function's id
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as exc:
+        raise ConversionError(f"the exported graph fails onnx.checker: {str(exc).splitlines()[0][:300]}") from None
+    return proto
+
+
+def _rename_io(proto) -> None:
+    """Name the output `logits` and the batch dimension `batch` (tf2onnx writes Identity:0 and unk__N)."""
+    old = proto.graph.output[0].name
+    for node in proto.graph.node:
+        node.output[:] = [OUTPUT_NAME if o == old else o for o in node.output]
+    proto.graph.output[0].name = OUTPUT_NAME
+    for value in (*proto.graph.input, *proto.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_param = BATCH
+
+
+_UNIQUE_SUFFIX = re.compile(r"__\d+")
+
+
+def canonical_names(proto) -> None:
+    """Renumber tf2onnx's unique-name suffixes (`__613`) in order of appearance, in place.
+
+    tf2onnx draws them from counters whose order follows Python's per-process string hashing, so the
+    same model would otherwise give different bytes in each run.
+    """
+    graph = proto.graph
+    mapping: dict[str, str] = {}
+
+    def canon(name: str) -> str:
+        if name and _UNIQUE_SUFFIX.search(name) and name not in mapping:
+            mapping[name] = _UNIQUE_SUFFIX.sub(f"__{len(mapping)}", name)
+        return mapping.get(name, name)
+
+    for node in graph.node:
+        node.input[:] = [canon(n) for n in node.input]
+        node.output[:] = [canon(n) for n in node.output]
+        node.name = canon(node.name)
+    for collection in (graph.initializer, graph.value_info):
+        for item in collection:
+            item.name = canon(item.name)
+    first_use = {}
+    for i, node in enumerate(graph.node):
+        for name in node.input:
+            first_use.setdefault(name, i)
+    ordered = sorted(graph.initializer, key=lambda t: (first_use.get(t.name, len(graph.node)), t.name))
+    copies = [type(t)() for t in ordered]
+    for copy, t in zip(copies, ordered):
+        copy.CopyFrom(t)
+    del graph.initializer[:]
+    graph.initializer.extend(copies)
+
+
+def grouped_conv_nodes(proto) -> int:
+    return sum(1 for n in proto.graph.node if n.op_type == "Conv"
+               and any(a.name == "group" and a.i > 1 for a in n.attribute))
+
+
+def quantize_int8(proto, calibration: Prepared):
+    """ONNX Runtime static quantization: QDQ, per-channel int8 weights, uint8 activations."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(calibration.inputs)
+
+        def get_next(self):
+            x = next(self.items, None)
+            return None if x is None else {INPUT_NAME: x[None]}
+
+    with tempfile.TemporaryDirectory() as tmp, captured_native_output() as captured:
+        src, pre, dst = (Path(tmp) / n for n in ("float.onnx", "pre.onnx", "int8.onnx"))
+        onnx.save(proto, src)
+        try:
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        except Exception as exc:
+            raise ConversionError(f"ONNX Runtime quantization failed: {str(exc).splitlines()[0][:300]} "
+                                  f"[{tail(captured())}]") from None
+        return onnx.load(dst)
+
+
+def convert(source: Source, plan: Plan, validation: Prepared, opset: int = DEFAULT_OPSET, log=cli.log) -> Result:
+    import onnx
+
+    model = lower_grouped_convs(source.model, plan.lowering)
+    reference = source.logits(validation.inputs)
+    log(f"converting {source.spec.name} to ONNX {plan.precision} (opset {opset}, grouped convs: {plan.lowering})")
+    proto = to_onnx(model, opset)
+    grouped = grouped_conv_nodes(proto)
+    if plan.lowering == "native" and grouped == 0 and any(s.groups > 1 for s in source.spec.stages):
+        raise ConversionError("the exported graph has no grouped Conv node; the grouped convs were not traced natively")
+    if plan.precision == "int8":
+        proto = quantize_int8(proto, plan.calibration)
+    plan.extra.update(format="onnx", opset=opset, grouped_conv_nodes=grouped,
+                      ops=sorted({n.op_type for n in proto.graph.node}))
+
+    def embed(data: bytes, record: dict) -> bytes:
+        loaded = onnx.load_from_string(data)
+        embed_onnx(loaded, record)
+        return loaded.SerializeToString()
+
+    return finish(plan, source, validation, reference, proto.SerializeToString(), embed, log=log)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m converters.onnx",
+        description="Convert a RegNetY to ONNX (float32, or --int8 QDQ), run it in ONNX Runtime against the Keras "
+                    "reference, and write it only when its drift is within budget. Writes FILE, FILE.json, FILE.md.")
+    cli.add_model_arguments(parser)
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    parser.add_argument("--int8", action="store_true", help="static int8 quantization (QDQ, per-channel) "
+                        "calibrated on representative images")
+    cli.add_artifact_arguments(parser, "onnx")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not 13 <= args.opset <= 21:
+        raise ConfigError(f"--opset must be between 13 and 21 (tf2onnx and ONNX Runtime both support those), got {args.opset}")
+    target = get_target(args.target, "onnx")
+    lowering = choose_lowering(target, args.grouped_conv)
+    precision = "int8" if args.int8 else "float32"
+    source = load_source(args.variant, args.flavour, args.weights, num_classes=args.classes, labels_path=args.labels,
+                         input_size=args.input_size, normalize_in_model=args.normalize_in_model or None, log=cli.log)
+    spec = source.spec.preprocessing
+    out = args.out or cli.default_out(source.spec.name, precision, lowering, "onnx")
+    if out.suffix != ".onnx":
+        raise ConfigError(f"--out must end in .onnx, got {out}")
+    ensure_writable(out)
+    calibration = calibration_set(spec, args.calib, args.calib_size, args.seed) if args.int8 else None
+    validation = validation_set(spec, args.data)
+    plan = Plan(Path(out), precision, target, lowering, cli.budget_from(args, precision), args.allow_drift, calibration)
+    result = convert(source, plan, validation, args.opset)
+    d = result.drift
+    print(f"wrote {result.path} ({result.size_bytes / 1e6:.2f} MB): top-1 agreement {d.top1_agreement:.2%} on "
+          f"{d.images} images, max-abs logit error {d.max_abs_error:.3g}, SQNR {d.sqnr_db:.1f} dB"
+          + (f", accuracy {d.reference_accuracy:.2%} -> {d.artifact_accuracy:.2%}" if d.reference_accuracy is not None
+             else "") + f"; report {result.path}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,91 @@
+"""The reference model a conversion starts from: architecture, weights, labels, preprocessing.
+
+Without `--weights`, RegNetY-200MF (paper flavour) uses the kit's reference checkpoint
+(`models.reference`); other variants and flavours get seeded random weights, said loudly, since drift
+measured on an untrained network says little.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import ConfigError, WeightsError
+from models.reference import DEFAULT_CHECKPOINT, read_card
+from models.zoo import ModelSpec, build_model, model_spec
+
+RANDOM_SEED = 0
+
+
+@dataclass
+class Source:
+    model: object                  # the Keras reference (grouped convs, float32)
+    spec: ModelSpec
+    labels: list[str]
+    weights: dict                  # {"path", "sha256", "description"}
+
+    def logits(self, inputs: np.ndarray, batch: int = 32) -> np.ndarray:
+        return np.asarray(self.model.predict(inputs, batch_size=batch, verbose=0), np.float32)
+
+
+def read_labels(path: str | Path) -> list[str]:
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read labels file {path} ({exc}); pass a UTF-8 text file, one label per line") from None
+    labels = [line.strip() for line in lines if line.strip()]
+    if not labels:
+        raise ConfigError(f"labels file {path} has no labels; write one label per line")
+    return labels
+
+
+def _relative(path: Path) -> str:
+    """The path relative to the working directory when it is inside it (reproducible metadata), else as given."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def load_source(variant: str = "200mf", flavour: str = "paper", weights: str | Path | None = None, *,
+                num_classes: int | None = None, labels_path: str | Path | None = None, input_size: int = 224,
+                normalize_in_model: bool | None = None, log=print) -> Source:
+    """Build the reference model and give it weights: the user's, the kit's checkpoint, or random."""
+    from models.weights import load_weights
+
+    card = None
+    use_default = weights is None and variant.lower() == "200mf" and flavour == "paper"
+    if use_default:
+        weights = DEFAULT_CHECKPOINT
+        if not Path(weights).is_file():
+            raise WeightsError(f"the kit's reference checkpoint {weights} is missing; restore it from git or run "
+                               "python -m models.reference")
+    if weights is not None:
+        card = read_card(Path(weights))
+    labels = read_labels(labels_path) if labels_path else (card or {}).get("labels")
+    classes = num_classes or (len(labels) if labels else 1000)
+    if labels and len(labels) != classes:
+        raise ConfigError(f"{len(labels)} labels but the model has {classes} classes; make --classes and the labels agree")
+    spec = model_spec(variant, flavour, num_classes=classes, input_size=input_size,
+                      normalize_in_model=normalize_in_model)
+    if weights is None:
+        import keras
+
+        keras.utils.set_random_seed(RANDOM_SEED)
+        model = build_model(spec)
+        info = {"path": None, "sha256": None, "description": f"random (seed {RANDOM_SEED})"}
+        log(f"weights: RANDOM (seed {RANDOM_SEED}); the kit has no reference checkpoint for {spec.name}, so drift "
+            "is measured on an untrained network; pass --weights PATH for real weights")
+    else:
+        model = build_model(spec)
+        report = load_weights(model, weights)
+        kind = "the kit's reference checkpoint" if use_default else report.format
+        shown = _relative(Path(weights))
+        info = {"path": shown, "sha256": report.sha256, "description": kind}
+        note = f", held-out top-1 {card['heldout_top1']:.1%}" if card and "heldout_top1" in card else ""
+        log(f"weights: {kind} {shown} (sha256 {report.sha256[:12]}{note})")
+    return Source(model, spec, labels or [f"class_{i}" for i in range(classes)], info)
+

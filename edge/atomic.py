@@ -1,0 +1,48 @@
+"""Atomic file writes: a temporary file in the target folder, then a rename.
+
+A failed or interrupted run leaves the previous file or none, never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from edge.errors import KitError
+
+
+def atomic_write(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` atomically; an unwritable place raises one clear KitError."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise KitError(f"cannot write {path}: {exc.strerror or exc}; choose another --out path") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise KitError(f"cannot write {path}: {exc.strerror or exc}; check the space and permissions there") from None
+    return path
+
+
+def ensure_writable(path: str | Path) -> Path:
+    """Fail early (before minutes of work) when `path` cannot be written; creates its folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise KitError(f"{path} is a folder; pass a file path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".probe")
+    except OSError as exc:
+        raise KitError(f"cannot write {path}: {exc.strerror or exc}; choose another --out path") from None
+    os.close(fd)
+    os.unlink(tmp)
+    return path

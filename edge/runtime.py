@@ -1,0 +1,202 @@
+"""Running an artifact on the device: LiteRT (or its fallbacks) for .tflite, ONNX Runtime for .onnx.
+
+A `Runner` takes float32 model inputs (what the model's PreprocessSpec produces) and returns float32
+outputs: it quantizes the input and dequantizes the output when the file asks for integer I/O, so
+callers never see the difference. No TensorFlow import unless every lighter LiteRT runtime is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import ConfigError, KitError
+from edge.tflite_file import METADATA_NAME, ModelFileError, metadata_buffers, read_model_bytes
+
+ONNX_BATCH = 32
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    threads: int = 2
+    xnnpack: bool = True  # LiteRT only: False runs the builtin kernels (what runs where no delegate applies)
+
+    def __post_init__(self) -> None:
+        if self.threads < 1:
+            raise ConfigError(f"thread count must be at least 1, got {self.threads}")
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float = 0.0       # integer tensors: real = (q - zero_point) * scale
+    zero_point: int = 0
+
+    @property
+    def quantized(self) -> bool:
+        return self.dtype in ("uint8", "int8") and self.scale > 0
+
+
+@dataclass
+class Runner:
+    """A loaded artifact: `run(inputs)` maps float32 model inputs to float32 outputs."""
+
+    path: Path
+    kind: str                      # "tflite" | "onnx"
+    runtime: str                   # e.g. "ai_edge_litert 2.3.0 (xnnpack)"
+    input: TensorInfo
+    output: TensorInfo
+    metadata: dict | None
+    load_seconds: float
+    _session: object = field(repr=False, default=None)
+
+    def run(self, inputs: np.ndarray) -> np.ndarray:
+        inputs = np.asarray(inputs, np.float32)
+        if inputs.ndim != 4:
+            raise KitError(f"model inputs must be (N, H, W, C), got shape {inputs.shape}")
+        if self.kind == "onnx":
+            return np.concatenate([self._run_onnx(inputs[i:i + ONNX_BATCH]) for i in range(0, len(inputs), ONNX_BATCH)])
+        return np.concatenate([self._run_tflite(inputs[i:i + 1]) for i in range(len(inputs))])
+
+    def _run_onnx(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(self._session.run(None, {self.input.name: batch})[0], np.float32)
+
+    def _run_tflite(self, batch: np.ndarray) -> np.ndarray:
+        interpreter = self._session
+        in_detail = interpreter.get_input_details()[0]
+        out_detail = interpreter.get_output_details()[0]
+        interpreter.set_tensor(in_detail["index"], quantize(batch, self.input))
+        interpreter.invoke()
+        return dequantize(interpreter.get_tensor(out_detail["index"]), self.output)
+
+
+def quantize(x: np.ndarray, info: TensorInfo) -> np.ndarray:
+    """float32 -> the tensor's dtype (rounded and clipped with its scale and zero point)."""
+    if not info.quantized:
+        return x.astype(info.dtype, copy=False)
+    limits = np.iinfo(info.dtype)
+    q = np.round(x / np.float32(info.scale)) + info.zero_point
+    return np.clip(q, limits.min, limits.max).astype(info.dtype)
+
+
+def dequantize(q: np.ndarray, info: TensorInfo) -> np.ndarray:
+    if not info.quantized:
+        return q.astype(np.float32, copy=False)
+    return ((q.astype(np.float32) - info.zero_point) * np.float32(info.scale)).astype(np.float32)
+
+
+def _tflite_interpreter_class():
+    """LiteRT first, then tflite_runtime, then TensorFlow's bundled interpreter."""
+    try:
+        from ai_edge_litert import interpreter as litert
+        from importlib.metadata import version
+
+        return litert, f"ai_edge_litert {version('ai-edge-litert')}"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime import interpreter as tflite_runtime  # type: ignore[import-not-found]
+
+        return tflite_runtime, "tflite_runtime"
+    except ImportError:
+        pass
+    try:
+        import tensorflow as tf  # the heavy last resort
+
+        return tf.lite, f"tensorflow.lite {tf.__version__}"
+    except ImportError:
+        raise KitError("no TFLite runtime is installed: pip install ai-edge-litert (or .[edge])") from None
+
+
+def _tensor_info(detail: dict) -> TensorInfo:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return TensorInfo(detail["name"], tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]).name,
+                      float(scale), int(zero_point))
+
+
+def _kit_metadata(raw: bytes | str | None, path: Path) -> dict | None:
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ModelFileError(f"{path}: its {METADATA_NAME} metadata is not valid JSON; re-convert the model") from None
+    if not isinstance(data, dict):
+        raise ModelFileError(f"{path}: its {METADATA_NAME} metadata is not a JSON object; re-convert the model")
+    return data
+
+
+def load(path: str | Path, options: RuntimeOptions = RuntimeOptions()) -> Runner:
+    """Open a .tflite or .onnx artifact with the right runtime, after checking the file."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".tflite":
+        return _load_tflite(path, options)
+    if suffix == ".onnx":
+        return _load_onnx(path, options)
+    if not path.exists():
+        raise ModelFileError(f"model file {path} does not exist; pass the path of a .tflite or .onnx file")
+    raise ModelFileError(f"{path}: unknown model type {suffix or '(no suffix)'}; the edge runtime runs .tflite and .onnx")
+
+
+def _load_tflite(path: Path, options: RuntimeOptions) -> Runner:
+    data = read_model_bytes(path)
+    metadata = _kit_metadata(metadata_buffers(data, str(path)).get(METADATA_NAME), path)
+    module, name = _tflite_interpreter_class()
+    kwargs: dict = {"model_content": data, "num_threads": options.threads}
+    if not options.xnnpack:
+        kwargs["experimental_op_resolver_type"] = module.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES \
+            if hasattr(module, "experimental") else module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    start = time.perf_counter()
+    try:
+        interpreter = module.Interpreter(**kwargs)
+        interpreter.allocate_tensors()
+    except (RuntimeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: the TFLite runtime refused the model ({str(exc).splitlines()[0][:300]})") from None
+    seconds = time.perf_counter() - start
+    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ModelFileError(f"{path}: the kit runs single-input, single-output classifiers; this model has "
+                             f"{len(inputs)} inputs and {len(outputs)} outputs")
+    runtime = f"{name} ({'xnnpack' if options.xnnpack else 'builtin kernels'}, {options.threads} threads)"
+    return Runner(path, "tflite", runtime, _tensor_info(inputs[0]), _tensor_info(outputs[0]), metadata, seconds,
+                  interpreter)
+
+
+def _load_onnx(path: Path, options: RuntimeOptions) -> Runner:
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} does not exist; pass the path of a .tflite or .onnx file")
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise KitError("running .onnx files needs ONNX Runtime: pip install onnxruntime (or .[edge])") from None
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = options.threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    start = time.perf_counter()
+    try:
+        session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types
+        raise ModelFileError(f"{path}: ONNX Runtime refused the model ({str(exc).splitlines()[0][:300]})") from None
+    seconds = time.perf_counter() - start
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ModelFileError(f"{path}: the kit runs single-input, single-output classifiers; this model has "
+                             f"{len(inputs)} inputs and {len(outputs)} outputs")
+    props = session.get_modelmeta().custom_metadata_map
+    metadata = _kit_metadata(props.get(METADATA_NAME), path)
+
+    def info(arg) -> TensorInfo:
+        dtype = {"tensor(float)": "float32", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}.get(arg.type, arg.type)
+        return TensorInfo(arg.name, tuple(d if isinstance(d, int) else -1 for d in arg.shape), dtype)
+
+    return Runner(path, "onnx", f"onnxruntime {ort.__version__} ({options.threads} threads)", info(inputs[0]),
+                  info(outputs[0]), metadata, seconds, session)

@@ -1,0 +1,137 @@
+"""Reading a .tflite file's structure without any runtime: identifier check and named metadata buffers.
+
+A small, bounds-checked FlatBuffer reader for the two tables the kit needs (Model.metadata and
+Model.buffers), so a malformed or truncated file gives a clear error before it reaches a native
+interpreter, and the edge side reads the kit's metadata with no TensorFlow and no sidecar file.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+from edge.errors import KitError
+
+IDENTIFIER = b"TFL3"
+METADATA_NAME = "regnety_edge_kit"  # the kit's JSON record inside the file
+MAX_MODEL_BYTES = 2 << 30           # FlatBuffers' own 2 GiB limit
+
+# Field indices in tensorflow/lite/schema/schema.fbs
+_MODEL_BUFFERS, _MODEL_METADATA = 4, 6
+_METADATA_NAME, _METADATA_BUFFER = 0, 1
+_BUFFER_DATA, _BUFFER_OFFSET, _BUFFER_SIZE = 0, 1, 2
+
+
+class ModelFileError(KitError):
+    """A model file that is missing, of another kind, truncated or malformed."""
+
+
+class _Reader:
+    def __init__(self, data: bytes, name: str):
+        self.data, self.name = data, name
+
+    def _unpack(self, fmt: str, pos: int):
+        size = struct.calcsize(fmt)
+        if pos < 0 or pos + size > len(self.data):
+            raise ModelFileError(f"{self.name}: truncated or malformed .tflite (offset {pos} is outside the "
+                                 f"{len(self.data)}-byte file); re-export or re-copy it")
+        return struct.unpack_from(fmt, self.data, pos)[0]
+
+    def u32(self, pos: int) -> int:
+        return self._unpack("<I", pos)
+
+    def field(self, table: int, index: int) -> int | None:
+        """Absolute position of a table's field, or None when absent."""
+        vtable = table - self._unpack("<i", table)
+        vtable_size = self._unpack("<H", vtable)
+        slot = 4 + 2 * index
+        if slot + 2 > vtable_size:
+            return None
+        offset = self._unpack("<H", vtable + slot)
+        return table + offset if offset else None
+
+    def vector(self, pos: int) -> tuple[int, int]:
+        start = pos + self.u32(pos)
+        return start + 4, self.u32(start)
+
+    def tables(self, table: int, index: int) -> list[int]:
+        pos = self.field(table, index)
+        if pos is None:
+            return []
+        start, length = self.vector(pos)
+        return [start + 4 * i + self.u32(start + 4 * i) for i in range(length)]
+
+    def string(self, pos: int) -> str:
+        start, length = self.vector(pos)
+        if start + length > len(self.data):
+            raise ModelFileError(f"{self.name}: malformed .tflite (a string runs past the end of the file)")
+        return self.data[start:start + length].decode("utf-8", "replace")
+
+    def buffer_bytes(self, buffer: int) -> bytes:
+        pos = self.field(buffer, _BUFFER_DATA)
+        if pos is not None:
+            start, length = self.vector(pos)
+        else:  # large models keep buffer data after the FlatBuffer, at (offset, size)
+            off, size = self.field(buffer, _BUFFER_OFFSET), self.field(buffer, _BUFFER_SIZE)
+            if off is None or size is None:
+                return b""
+            start, length = self._unpack("<Q", off), self._unpack("<Q", size)
+        if start + length > len(self.data):
+            raise ModelFileError(f"{self.name}: truncated .tflite (a buffer runs past the end of the file)")
+        return self.data[start:start + length]
+
+
+def read_model_bytes(path: str | Path) -> bytes:
+    """The file's bytes, after checking that it is a plausible .tflite file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} does not exist; pass the path of a .tflite or .onnx file")
+    size = path.stat().st_size
+    if size < 16:
+        raise ModelFileError(f"{path}: {size} bytes is too small to be a .tflite model; the file is truncated or empty")
+    if size > MAX_MODEL_BYTES * 2:
+        raise ModelFileError(f"{path}: {size:,} bytes is larger than any .tflite model can be")
+    data = path.read_bytes()
+    if data[4:8] != IDENTIFIER:
+        raise ModelFileError(f"{path}: not a .tflite model (file identifier {data[4:8]!r}, expected {IDENTIFIER!r})")
+    return data
+
+
+def metadata_buffers(data: bytes, name: str = "model") -> dict[str, bytes]:
+    """Every named metadata entry of a .tflite model: {name: bytes}."""
+    reader = _Reader(data, name)
+    root = reader.u32(0)
+    buffers = reader.tables(root, _MODEL_BUFFERS)
+    out = {}
+    for entry in reader.tables(root, _MODEL_METADATA):
+        name_pos = reader.field(entry, _METADATA_NAME)
+        index_pos = reader.field(entry, _METADATA_BUFFER)
+        if name_pos is None or index_pos is None:
+            continue
+        index = reader.u32(index_pos)
+        if index >= len(buffers):
+            raise ModelFileError(f"{name}: malformed .tflite (metadata points at buffer {index} of {len(buffers)})")
+        out[reader.string(name_pos)] = reader.buffer_bytes(buffers[index])
+    return out
+
+
+# OperatorCode fields, and the two builtin codes the kit checks for
+_OPCODE_DEPRECATED, _OPCODE_CUSTOM, _OPCODE_VERSION, _OPCODE_BUILTIN = 0, 1, 2, 3
+_MODEL_OPERATOR_CODES = 1
+CONV_2D, CUSTOM = 3, 32
+
+
+def operator_codes(data: bytes, name: str = "model") -> list[tuple[int, str | None, int]]:
+    """The model's operator codes: (builtin code, custom code or None, op version)."""
+    reader = _Reader(data, name)
+    codes = []
+    for entry in reader.tables(reader.u32(0), _MODEL_OPERATOR_CODES):
+        pos = reader.field(entry, _OPCODE_DEPRECATED)
+        deprecated = reader._unpack("<b", pos) if pos is not None else 0
+        pos = reader.field(entry, _OPCODE_BUILTIN)
+        builtin = reader._unpack("<i", pos) if pos is not None else 0
+        pos = reader.field(entry, _OPCODE_VERSION)
+        op_version = reader._unpack("<i", pos) if pos is not None else 1
+        pos = reader.field(entry, _OPCODE_CUSTOM)
+        codes.append((max(deprecated, builtin), reader.string(pos) if pos is not None else None, op_version))
+    return codes

@@ -1,0 +1,44 @@
+"""Converter CLIs: user mistakes give one line on stderr and exit 2, before any long work."""
+
+import pytest
+
+from converters import inspect, onnx as onnx_conv, tflite, validate
+from edge.errors import run_cli
+
+
+def _run(main, argv, capsys):
+    code = run_cli(main, argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err[-1] if err else ""
+
+
+@pytest.mark.parametrize("main, argv, message", [
+    (tflite.main, ["--variant", "300mf"], "unknown variant '300mf'"),
+    (tflite.main, ["--dynamic", "--io", "uint8"], "--io uint8 needs --int8"),
+    (tflite.main, ["--target", "portable", "--grouped-conv", "native"], "cannot run grouped convs"),
+    (tflite.main, ["--calib-size", "5000", "--int8"], "between 1 and 1024"),
+    (onnx_conv.main, ["--opset", "7"], "--opset must be between 13 and 21"),
+    (tflite.main, ["--flavour", "seed", "--variant", "1.6gf"], "the seed flavour has no variant '1.6gf'"),
+    (tflite.main, ["--weights", "missing.safetensors"], "does not exist"),
+    (validate.main, ["nothing.tflite"], "does not exist"),
+    (inspect.main, ["README.md"], "unknown model type"),
+])
+def test_mistakes_are_one_line(capsys, main, argv, message):
+    code, line = _run(main, argv, capsys)
+    assert code == 2
+    assert line.startswith("error: ") and message in line
+
+
+def test_unwritable_output_is_refused_before_converting(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    code, line = _run(tflite.main, ["--out", str(blocker / "m.tflite")], capsys)
+    assert code == 2 and "cannot write" in line
+
+
+def test_help_explains(capsys):
+    with pytest.raises(SystemExit):
+        tflite.main(["--help"])
+    text = capsys.readouterr().out
+    for option in ("--int8", "--target", "--grouped-conv", "--calib", "--allow-drift", "--normalize-in-model"):
+        assert option in text

@@ -1,0 +1,182 @@
+"""Converting the reference checkpoint: every precision x format within its drift budget, metadata
+read back by the edge runtime, target checks, determinism, and a broken calibration that must fail.
+
+These are the drift tests of the calibration issue: they run real conversions (about 3 minutes).
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from calibration.drift import budget_for
+from calibration.photos import class_names
+from calibration.representative import calibration_set, validation_set
+from converters import onnx as onnx_conv
+from converters import tflite, validate
+from converters.pipeline import DriftError, Plan
+from converters.source import load_source
+from converters.targets import TARGETS
+from edge.runtime import load
+from edge.tflite_file import CONV_2D, operator_codes
+
+
+@pytest.fixture(scope="module")
+def source():
+    return load_source(log=lambda message: None)
+
+
+@pytest.fixture(scope="module")
+def validation(source):
+    return validation_set(source.spec.preprocessing)
+
+
+@pytest.fixture(scope="module")
+def calibration(source):
+    return calibration_set(source.spec.preprocessing, count=64)
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory, source, validation, calibration):
+    """TFLite artifacts of the reference, converted once per precision: {precision: (path, result)}."""
+    cache = {}
+    folder = tmp_path_factory.mktemp("tflite")
+
+    def get(precision):
+        if precision not in cache:
+            out = folder / f"m_{precision}.tflite"
+            plan = _plan(out, precision, calibration=calibration if precision == "int8" else None)
+            cache[precision] = out, tflite.convert(source, plan, validation, log=lambda m: None)
+        return cache[precision]
+
+    return get
+
+
+def _plan(out, precision, target="xnnpack", calibration=None, lowering=None):
+    t = TARGETS[target]
+    return Plan(Path(out), precision, t, lowering or t.lowering, budget_for(precision), False, calibration)
+
+
+def _files(folder):
+    return sorted(p.name for p in Path(folder).iterdir())
+
+
+def test_the_reference_checkpoint_is_what_conversions_start_from(source, validation):
+    assert source.labels == class_names()
+    assert source.weights["sha256"] and "reference checkpoint" in source.weights["description"]
+    logits = source.logits(validation.inputs)
+    accuracy = np.mean(logits.argmax(1) == validation.label_indices(source.labels))
+    assert accuracy >= 0.90  # the checkpoint means something on held-out crops
+
+
+@pytest.mark.parametrize("precision", ["float32", "float16", "dynamic", "int8"])
+def test_tflite_precisions_stay_within_budget_and_carry_metadata(converted, source, validation, calibration, precision):
+    out, result = converted(precision)
+    assert result.violations == []
+    assert result.drift.images == len(validation) == 176
+    if precision == "int8":
+        assert result.drift.accuracy_drop <= 1.0
+    assert {out.name, out.name + ".json", out.name + ".md"} <= set(_files(out.parent))
+    assert not [name for name in _files(out.parent) if "candidate" in name]
+    runner = load(out)
+    meta = runner.metadata
+    assert meta["precision"] == precision and meta["labels"] == class_names()
+    assert meta["preprocessing"] == source.spec.preprocessing.to_dict()
+    assert meta["weights"]["sha256"] == source.weights["sha256"]
+    assert meta["drift"]["within_budget"] is True
+    assert (meta["calibration"] is not None) == (precision == "int8")
+    if precision == "int8":
+        assert meta["calibration"]["fingerprint"] == calibration.fingerprint
+        assert any(op.startswith("CONV_2D") for op in meta["ops"])
+    report = json.loads((out.parent / (out.name + ".json")).read_text())
+    assert report["drift_details"]["top1_agreement"] == result.drift.top1_agreement
+
+
+def test_full_int8_with_uint8_io_takes_raw_pixels(tmp_path, calibration):
+    source = load_source(normalize_in_model=True, log=lambda m: None)
+    spec = source.spec.preprocessing
+    validation = validation_set(spec)
+    calib = calibration_set(spec, count=64)
+    out = tmp_path / "u8.tflite"
+    result = tflite.convert(source, _plan(out, "int8", calibration=calib), validation, io="uint8", log=lambda m: None)
+    assert result.violations == []
+    runner = load(out)
+    assert runner.input.dtype == "uint8" and runner.output.dtype == "uint8"
+    assert validation.inputs.max() > 200  # the inputs really are [0, 255] pixels
+    assert runner.metadata["io"]["input"]["scale"] == pytest.approx(runner.input.scale)
+
+
+def test_a_constant_calibration_set_is_caught_and_nothing_is_written(tmp_path, source, validation):
+    calib_dir = tmp_path / "calib"
+    calib_dir.mkdir()
+    for i in range(8):
+        Image.new("RGB", (300, 300), (128, 128, 128)).save(calib_dir / f"{i}.png")
+    broken = calibration_set(source.spec.preprocessing, calib_dir, count=8)
+    out_dir = tmp_path / "out"
+    with pytest.raises(DriftError, match="drifts past its int8 budget"):
+        tflite.convert(source, _plan(out_dir / "broken.tflite", "int8", calibration=broken), validation,
+                       log=lambda m: None)
+    assert _files(out_dir) == []  # no artifact, no report, no candidate left behind
+
+
+def test_portable_target_lowers_grouped_convs_exactly(tmp_path, converted, source, validation):
+    out = tmp_path / "portable.tflite"
+    result = tflite.convert(source, _plan(out, "float32", target="portable"), validation, log=lambda m: None)
+    assert result.violations == []
+    codes = operator_codes(out.read_bytes())
+    assert [v for code, _, v in codes if code == CONV_2D] and all(v < 6 for code, _, v in codes if code == CONV_2D)
+    native = converted("float32")[0]
+    assert max(v for code, _, v in operator_codes(native.read_bytes()) if code == CONV_2D) == 6
+
+
+def test_tflite_conversion_is_deterministic(tmp_path, converted, source, validation):
+    again = tmp_path / "m_float32.tflite"
+    tflite.convert(source, _plan(again, "float32"), validation, log=lambda m: None)
+    assert again.read_bytes() == converted("float32")[0].read_bytes()
+
+
+def test_validate_cli_holds_each_file_to_its_budget(converted, tmp_path, capsys):
+    float32, int8 = converted("float32")[0], converted("int8")[0]
+    report = tmp_path / "drift.json"
+    assert validate.main([str(float32), str(int8), "--json", str(report)]) == 0
+    table = capsys.readouterr().out
+    assert float32.name in table and int8.name in table and "| ok |" in table
+    rows = json.loads(report.read_text())
+    assert [r["precision"] for r in rows] == ["float32", "int8"]
+    assert rows[0]["top1_agreement"] == 1.0 and rows[0]["images"] == 176
+    # The int8 file held to float32's budget (logit error <= 1e-4 of the range) must fail.
+    assert validate.main([str(int8), "--precision", "float32"]) == 1
+    assert "OVER" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_onnx_has_real_grouped_convs_dynamic_batch_and_stays_within_budget(tmp_path, source, validation, calibration,
+                                                                         precision):
+    import onnx
+
+    out = tmp_path / f"m_{precision}.onnx"
+    result = onnx_conv.convert(source, _plan(out, precision, target="onnx",
+                                             calibration=calibration if precision == "int8" else None),
+                               validation, log=lambda m: None)
+    assert result.violations == []
+    proto = onnx.load(str(out))
+    onnx.checker.check_model(proto, full_check=True)
+    grouped = [n for n in proto.graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)]
+    assert len(grouped) == 13  # one per Y block of 200mf
+    if precision == "int8":
+        assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in proto.graph.node}
+    runner = load(out)
+    assert runner.metadata["precision"] == precision
+    batch = runner.run(validation.inputs[:3])
+    assert batch.shape == (3, 11)
+    one_by_one = np.concatenate([runner.run(x[None]) for x in validation.inputs[:3]])
+    np.testing.assert_allclose(batch, one_by_one, atol=1e-4)
+
+
+def test_onnx_export_is_deterministic(source):
+    # tf2onnx numbers its names from process-wide counters: a second export in one process gets other
+    # numbers (as a new process gets another hash order); canonical_names makes the bytes equal.
+    first = onnx_conv.to_onnx(source.model).SerializeToString()
+    assert onnx_conv.to_onnx(source.model).SerializeToString() == first
