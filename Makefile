@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test install install-dev clean
+.PHONY: demo test benchmark install install-dev clean
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
@@ -23,13 +23,20 @@ $(VENV)/.dev-installed: pyproject.toml constraints.txt | $(PY)
 install: $(VENV)/.kit-installed
 install-dev: $(VENV)/.dev-installed
 
+# The main job: RegNetY-200MF (the kit's reference checkpoint) to full-int8 TFLite and to ONNX,
+# each calibrated and validated on the bundled photographs, then one drift table for both.
 demo: $(VENV)/.kit-installed
-	$(PY) -m models.info --variant 200mf
-	@echo
-	$(PY) -m models.info --variant 200mf --flavour seed
+	$(PY) -m converters.tflite --variant 200mf --int8
+	$(PY) -m converters.onnx --variant 200mf
+	$(PY) -m converters.validate --variant 200mf artifacts/regnety_200mf_int8.tflite artifacts/regnety_200mf_float32.onnx
 
 test: $(VENV)/.dev-installed
 	$(PY) -m pytest
+
+# Speed tables (benchmarks/README.md): convert every artifact of 200mf and 800mf, time them side by side.
+benchmark: $(VENV)/.kit-installed
+	benchmarks/run.sh 200mf
+	benchmarks/run.sh 800mf
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -18,10 +18,9 @@ import numpy as np
 from PIL import Image
 
 from edge.errors import ImageError, KitError
-from edge.images import load_image, to_input
+from edge.images import IMAGE_SUFFIXES, image_files, load_image, to_input
 from edge.preprocessing import PreprocessSpec
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 
 class DatasetError(KitError):
@@ -75,17 +74,6 @@ class ImageSet:
             taken += 1
             yield sample, array
 
-    def check_labels(self, class_names: list[str]) -> None:
-        """Raise when the folder's labels are not among the model's classes."""
-        if self.labels is None:
-            return
-        unknown = sorted(set(self.labels) - set(class_names))
-        if unknown:
-            raise DatasetError(
-                f"{self.root}: class folders {unknown[:5]} are not classes of the model "
-                f"({len(class_names)} classes, e.g. {class_names[:5]}); name the sub-folders after the model's "
-                "labels, or put the images in one folder to use them without labels")
-
 
 def scan_folder(root: str | Path) -> ImageSet:
     """Every image file under `root` (recursively), sorted by path.
@@ -97,9 +85,9 @@ def scan_folder(root: str | Path) -> ImageSet:
         raise DatasetError(f"image folder {root} does not exist; pass a folder of .jpg/.png/.webp/.bmp images")
     if root.is_file():
         return ImageSet(str(root), [Sample(root.name, root)])
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(root)
     if not files:
-        raise DatasetError(f"image folder {root} holds no .jpg/.png/.webp/.bmp files (searched recursively)")
+        raise DatasetError(f"image folder {root} holds no {'/'.join(IMAGE_SUFFIXES)} files (searched recursively)")
     relative = [p.relative_to(root) for p in files]
     labelled = all(len(r.parts) >= 2 for r in relative)
     samples = [Sample(r.as_posix(), p, r.parts[0] if labelled else None) for r, p in zip(relative, files)]

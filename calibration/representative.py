@@ -48,6 +48,16 @@ class Prepared:
             return None
         return np.asarray([class_names.index(label) for label in self.labels])
 
+    def check_labels(self, class_names: list[str]) -> None:
+        """Raise when the images carry folder labels that are not the model's classes."""
+        named = sorted({label for label in self.labels if label is not None})
+        unknown = [label for label in named if label not in class_names]
+        if unknown:
+            raise DatasetError(
+                f"{self.source}: class folders {unknown[:5]} are not classes of the model ({len(class_names)} classes, "
+                f"e.g. {class_names[:5]}); name the sub-folders after the model's labels, or put the images in one "
+                "folder to use them without labels")
+
     def summary(self) -> dict:
         return {"source": self.source, "images": len(self), "skipped": len(self.skipped),
                 "fingerprint": self.fingerprint}

@@ -52,10 +52,18 @@ def add_artifact_arguments(parser: argparse.ArgumentParser, fmt: str) -> None:
                       "accuracy too; default: held-out crops of the bundled photographs)")
     data.add_argument("--seed", type=int, default=0, help="order of the calibration images (default 0)")
     check = parser.add_argument_group("drift check")
-    check.add_argument("--min-top1", type=float, metavar="FRACTION",
-                       help="override the precision's minimum top-1 agreement (budgets: calibration/drift.py)")
+    add_budget_arguments(check)
     check.add_argument("--allow-drift", action="store_true",
                        help="write the artifact even when it drifts past its budget (says so loudly, records it)")
+
+
+def add_budget_arguments(group) -> None:
+    group.add_argument("--min-top1", type=float, metavar="FRACTION",
+                       help="override the precision's minimum top-1 agreement (budgets: calibration/drift.py)")
+    group.add_argument("--max-error", type=float, metavar="FRACTION",
+                       help="override the maximum max-abs logit error, as a fraction of the reference's logit range")
+    group.add_argument("--max-accuracy-drop", type=float, metavar="POINTS",
+                       help="override the maximum top-1 accuracy drop (when the images have labels)")
 
 
 def default_out(model_name: str, precision: str, lowering: str, fmt: str, suffix: str = "") -> Path:
@@ -68,4 +76,15 @@ def log(message: str) -> None:
 
 
 def budget_from(args: argparse.Namespace, precision: str):
-    return budget_for(precision, min_top1_agreement=args.min_top1)
+    return budget_for(precision, min_top1_agreement=args.min_top1, max_abs_error_of_range=args.max_error,
+                      max_accuracy_drop=args.max_accuracy_drop)
+
+
+def summary(result) -> str:
+    """The one line a conversion prints on stdout when it has written its artifact."""
+    d = result.drift
+    accuracy = (f", accuracy {d.reference_accuracy:.2%} -> {d.artifact_accuracy:.2%}"
+                if d.reference_accuracy is not None else "")
+    return (f"wrote {result.path} ({result.size_bytes / 1e6:.2f} MB): top-1 agreement {d.top1_agreement:.2%} on "
+            f"{d.images} images, max-abs logit error {d.max_abs_error:.3g}, SQNR {d.sqnr_db:.1f} dB{accuracy}; "
+            f"report {result.path}.md")

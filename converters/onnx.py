@@ -21,7 +21,7 @@ import numpy as np
 
 from calibration.representative import Prepared, calibration_set, validation_set
 from converters import cli
-from converters.capture import captured_native_output, tail
+from edge.capture import captured_native_output, tail
 from converters.metadata import embed_onnx
 from converters.pipeline import Plan, Result, finish
 from converters.rewrite import lower_grouped_convs
@@ -155,8 +155,10 @@ def quantize_int8(proto, calibration: Prepared):
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.items = iter(calibration.inputs)
+        def __init__(self, progress) -> None:
+            from tqdm import tqdm
+
+            self.items = iter(tqdm(calibration.inputs, desc="calibrating", unit="img", leave=False, file=progress))
 
         def get_next(self):
             x = next(self.items, None)
@@ -167,7 +169,7 @@ def quantize_int8(proto, calibration: Prepared):
         onnx.save(proto, src)
         try:
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-            quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+            quantize_static(str(pre), str(dst), Reader(captured.console), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         except Exception as exc:
             raise ConversionError(f"ONNX Runtime quantization failed: {str(exc).splitlines()[0][:300]} "
@@ -227,13 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ensure_writable(out)
     calibration = calibration_set(spec, args.calib, args.calib_size, args.seed) if args.int8 else None
     validation = validation_set(spec, args.data)
+    if args.data:  # the bundled crops are labelled for the reference checkpoint only
+        validation.check_labels(source.labels)
     plan = Plan(Path(out), precision, target, lowering, cli.budget_from(args, precision), args.allow_drift, calibration)
     result = convert(source, plan, validation, args.opset)
-    d = result.drift
-    print(f"wrote {result.path} ({result.size_bytes / 1e6:.2f} MB): top-1 agreement {d.top1_agreement:.2%} on "
-          f"{d.images} images, max-abs logit error {d.max_abs_error:.3g}, SQNR {d.sqnr_db:.1f} dB"
-          + (f", accuracy {d.reference_accuracy:.2%} -> {d.artifact_accuracy:.2%}" if d.reference_accuracy is not None
-             else "") + f"; report {result.path}.md")
+    print(cli.summary(result))
     return 0
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from calibration.drift import Budget, Drift, measure
 from calibration.representative import Prepared
 from converters.source import Source
+from models.complexity import count_macs
 from converters.targets import Target
 from edge.atomic import atomic_write
 from edge.errors import KitError
@@ -79,9 +80,20 @@ def _candidate_path(out: Path) -> Path:
     return out.with_name(f".{out.stem}.candidate{out.suffix}")
 
 
-def finish(plan: Plan, source: Source, validation: Prepared, reference_logits: np.ndarray, candidate: bytes,
-           embed: Callable[[bytes, dict], bytes], log=print) -> Result:
-    """Validate `candidate`, then write it with metadata and reports; raise DriftError when over budget."""
+@dataclass
+class Evaluation:
+    """A candidate run by the edge runtime on the validation images, compared with the reference."""
+
+    drift: Drift
+    violations: list[str]
+    input: TensorInfo
+    output: TensorInfo
+    runtime: str
+
+
+def evaluate(plan: Plan, source: Source, validation: Prepared, reference_logits: np.ndarray,
+             candidate: bytes) -> Evaluation:
+    """Run candidate bytes (from a temporary file beside the destination) and measure their drift."""
     tmp = atomic_write(_candidate_path(plan.out), candidate)
     try:
         runner = load(tmp, RuntimeOptions(threads=2))
@@ -89,16 +101,25 @@ def finish(plan: Plan, source: Source, validation: Prepared, reference_logits: n
     finally:
         tmp.unlink(missing_ok=True)
     drift = measure(reference_logits, outputs, validation.label_indices(source.labels), validation.names)
-    violations = drift.violations(plan.budget)
+    return Evaluation(drift, drift.violations(plan.budget), runner.input, runner.output, runner.runtime)
+
+
+def finish(plan: Plan, source: Source, validation: Prepared, reference_logits: np.ndarray, candidate: bytes,
+           embed: Callable[[bytes, dict], bytes], log=print, evaluation: Evaluation | None = None) -> Result:
+    """Validate `candidate` (unless already evaluated), then write it with metadata and reports;
+    raise DriftError when over budget."""
+    ev = evaluation or evaluate(plan, source, validation, reference_logits, candidate)
+    drift, violations = ev.drift, ev.violations
     if violations and not plan.allow_drift:
         print(drift_table(drift, plan.budget, plan.precision), file=sys.stderr)
         raise DriftError(f"{plan.out.name} drifts past its {plan.precision} budget: {'; '.join(violations)}; nothing "
-                         "written. Calibrate on images like yours (--calib DIR), keep layers in float, or pass "
-                         "--allow-drift to write it anyway")
+                         "written. Calibrate on images like yours (--calib DIR)"
+                         + (", keep the worst layers in float (--keep-float auto)" if plan.precision == "int8" else "")
+                         + ", or pass --allow-drift to write it anyway")
     if violations:
         log(f"WARNING: {plan.out.name} drifts past its {plan.precision} budget ({'; '.join(violations)}); written "
             "anyway because of --allow-drift")
-    record = metadata_record(plan, source, validation, drift, violations, runner.input, runner.output, runner.runtime)
+    record = metadata_record(plan, source, validation, drift, violations, ev.input, ev.output, ev.runtime)
     final = embed(candidate, record)
     atomic_write(plan.out, final)
     report = {**record, "drift_details": drift.to_dict()}
@@ -126,7 +147,7 @@ def metadata_record(plan: Plan, source: Source, validation: Prepared, drift: Dri
     return {
         "metadata_version": METADATA_VERSION,
         "model": {"name": spec.name, "variant": spec.variant, "flavour": spec.flavour.name,
-                  "num_classes": spec.num_classes, "head": spec.include_head},
+                  "num_classes": spec.num_classes, "head": spec.include_head, "macs": count_macs(source.model)},
         "labels": list(source.labels),
         "preprocessing": spec.preprocessing.to_dict(),
         "precision": plan.precision,

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from calibration.drift import BUDGETS, budget_for, measure
+from calibration.drift import BUDGETS, measure
 from calibration.representative import validation_set
 from converters import cli
 from converters.pipeline import run_with_progress
@@ -44,10 +44,12 @@ def validate(artifacts: list[Path], args: argparse.Namespace) -> list[dict]:
             raise ConfigError(f"{path} has {len(meta['labels'])} classes but the reference has "
                               f"{source.spec.num_classes}; pass the matching --weights / --classes")
         data = validation_set(spec, args.data, args.limit)
+        if args.data:
+            data.check_labels(source.labels)
         reference = source.logits(data.inputs)
         outputs = run_with_progress(runner, data.inputs, f"running {path.name}")
         drift = measure(reference, outputs, data.label_indices(source.labels), data.names)
-        budget = budget_for(precision, min_top1_agreement=args.min_top1)
+        budget = cli.budget_from(args, precision)
         rows.append({"artifact": str(path), "precision": precision, "runtime": runner.runtime,
                      "data": data.summary(), "budget": budget.__dict__, "violations": drift.violations(budget),
                      **drift.to_dict()})
@@ -79,7 +81,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--data", metavar="DIR", help="validation images (default: held-out crops of the bundled photographs)")
     parser.add_argument("--limit", type=int, metavar="N", help="use at most N images")
     parser.add_argument("--precision", choices=tuple(BUDGETS), help="budget to apply to files without kit metadata")
-    parser.add_argument("--min-top1", type=float, metavar="FRACTION", help="override the minimum top-1 agreement")
+    cli.add_budget_arguments(parser)
     parser.add_argument("--threads", type=int, default=2, help="runtime threads (default 2)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the table as JSON")
     return parser.parse_args(argv)

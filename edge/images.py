@@ -20,6 +20,7 @@ from edge.preprocessing import PreprocessSpec
 # Larger images are refused by name (decompression-bomb guard). Pillow's own limit, which it checks
 # while opening, before anything of ours could: one number, kept where Pillow reads it.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 _FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
             "nearest": Image.Resampling.NEAREST}
 
@@ -43,6 +44,11 @@ def load_image(path: str | Path) -> Image.Image:
         raise ImageError(f"{path}: the image is over the {MAX_PIXELS:,} pixel limit; downscale it first") from None
     except (OSError, SyntaxError, ValueError) as exc:  # Pillow's ways of saying corrupt or unknown
         raise ImageError(f"{path}: not a readable image ({str(exc).splitlines()[0][:200]})") from None
+
+
+def image_files(root: str | Path) -> list[Path]:
+    """Every image file under a folder (recursively, by suffix), sorted by path; [] when there is none."""
+    return sorted(p for p in Path(root).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def to_rgb(im: Image.Image) -> Image.Image:

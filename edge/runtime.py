@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.capture import captured_native_output
 from edge.errors import ConfigError, KitError
 from edge.tflite_file import METADATA_NAME, ModelFileError, metadata_buffers, read_model_bytes
 
@@ -55,14 +56,43 @@ class Runner:
     metadata: dict | None
     load_seconds: float
     _session: object = field(repr=False, default=None)
+    batch: int = 1                 # images per native call (ONNX: ONNX_BATCH; TFLite: see set_batch)
 
     def run(self, inputs: np.ndarray) -> np.ndarray:
+        """Outputs for inputs (N, H, W, C), fed `batch` images per call (the last call pads nothing: it
+        falls back to single images for a TFLite remainder)."""
         inputs = np.asarray(inputs, np.float32)
         if inputs.ndim != 4:
             raise KitError(f"model inputs must be (N, H, W, C), got shape {inputs.shape}")
         if self.kind == "onnx":
             return np.concatenate([self._run_onnx(inputs[i:i + ONNX_BATCH]) for i in range(0, len(inputs), ONNX_BATCH)])
-        return np.concatenate([self._run_tflite(inputs[i:i + 1]) for i in range(len(inputs))])
+        parts, i = [], 0
+        while i < len(inputs):
+            step = self.batch if len(inputs) - i >= self.batch else 1
+            if step != self._tflite_batch():
+                self._resize_tflite(step)
+            parts.append(self._run_tflite(inputs[i:i + step]))
+            i += step
+        return np.concatenate(parts)
+
+    def set_batch(self, batch: int) -> None:
+        """Feed `batch` images per call: ONNX always batches; a TFLite file needs a dynamic batch dimension."""
+        if batch < 1:
+            raise ConfigError(f"batch must be at least 1, got {batch}")
+        if self.kind == "tflite" and batch != 1:
+            signature = self._session.get_input_details()[0].get("shape_signature")
+            if signature is None or len(signature) == 0 or signature[0] != -1:
+                raise KitError(f"{self.path.name} has a fixed batch of 1; it runs one image per call")
+            self._resize_tflite(batch)
+        self.batch = batch
+
+    def _tflite_batch(self) -> int:
+        return int(self._session.get_input_details()[0]["shape"][0])
+
+    def _resize_tflite(self, batch: int) -> None:
+        detail = self._session.get_input_details()[0]
+        self._session.resize_tensor_input(detail["index"], [batch, *detail["shape"][1:]])
+        self._session.allocate_tensors()
 
     def _run_onnx(self, batch: np.ndarray) -> np.ndarray:
         return np.asarray(self._session.run(None, {self.input.name: batch})[0], np.float32)
@@ -145,6 +175,12 @@ def load(path: str | Path, options: RuntimeOptions = RuntimeOptions()) -> Runner
     raise ModelFileError(f"{path}: unknown model type {suffix or '(no suffix)'}; the edge runtime runs .tflite and .onnx")
 
 
+def _one_input_one_output(path: Path, inputs, outputs) -> None:
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ModelFileError(f"{path}: the kit runs single-input, single-output classifiers; this model has "
+                             f"{len(inputs)} inputs and {len(outputs)} outputs")
+
+
 def _load_tflite(path: Path, options: RuntimeOptions) -> Runner:
     data = read_model_bytes(path)
     metadata = _kit_metadata(metadata_buffers(data, str(path)).get(METADATA_NAME), path)
@@ -155,15 +191,14 @@ def _load_tflite(path: Path, options: RuntimeOptions) -> Runner:
             if hasattr(module, "experimental") else module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     start = time.perf_counter()
     try:
-        interpreter = module.Interpreter(**kwargs)
-        interpreter.allocate_tensors()
+        with captured_native_output():  # LiteRT announces its XNNPACK delegate on stderr
+            interpreter = module.Interpreter(**kwargs)
+            interpreter.allocate_tensors()
     except (RuntimeError, ValueError) as exc:
         raise ModelFileError(f"{path}: the TFLite runtime refused the model ({str(exc).splitlines()[0][:300]})") from None
     seconds = time.perf_counter() - start
     inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise ModelFileError(f"{path}: the kit runs single-input, single-output classifiers; this model has "
-                             f"{len(inputs)} inputs and {len(outputs)} outputs")
+    _one_input_one_output(path, inputs, outputs)
     runtime = f"{name} ({'xnnpack' if options.xnnpack else 'builtin kernels'}, {options.threads} threads)"
     return Runner(path, "tflite", runtime, _tensor_info(inputs[0]), _tensor_info(outputs[0]), metadata, seconds,
                   interpreter)
@@ -188,9 +223,7 @@ def _load_onnx(path: Path, options: RuntimeOptions) -> Runner:
         raise ModelFileError(f"{path}: ONNX Runtime refused the model ({str(exc).splitlines()[0][:300]})") from None
     seconds = time.perf_counter() - start
     inputs, outputs = session.get_inputs(), session.get_outputs()
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise ModelFileError(f"{path}: the kit runs single-input, single-output classifiers; this model has "
-                             f"{len(inputs)} inputs and {len(outputs)} outputs")
+    _one_input_one_output(path, inputs, outputs)
     props = session.get_modelmeta().custom_metadata_map
     metadata = _kit_metadata(props.get(METADATA_NAME), path)
 

@@ -1,6 +1,56 @@
-"""Shared test setup: quiet TensorFlow, the TensorFlow backend for Keras."""
+"""Shared test setup: quiet TensorFlow, the TensorFlow backend for Keras, and the reference artifacts.
+
+The reference checkpoint's data sets and its TFLite artifacts are made once per session and shared by
+the converter and edge suites (each conversion takes tens of seconds).
+"""
 
 import os
 
+import pytest
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+@pytest.fixture(scope="session")
+def source():
+    from converters.source import load_source
+
+    return load_source(log=lambda message: None)
+
+
+@pytest.fixture(scope="session")
+def validation(source):
+    from calibration.representative import validation_set
+
+    return validation_set(source.spec.preprocessing)
+
+
+@pytest.fixture(scope="session")
+def calibration(source):
+    from calibration.representative import calibration_set
+
+    return calibration_set(source.spec.preprocessing, count=64)
+
+
+@pytest.fixture(scope="session")
+def converted(tmp_path_factory, source, validation, calibration):
+    """Artifacts of the reference, converted once per (format, precision): {key: (path, result)}."""
+    from converters import onnx as onnx_conv
+    from converters import tflite
+    from tests.artifacts import plan
+
+    cache = {}
+    folder = tmp_path_factory.mktemp("artifacts")
+
+    def get(precision, fmt="tflite"):
+        key = (fmt, precision)
+        if key not in cache:
+            out = folder / f"m_{precision}.{fmt}"
+            calib = calibration if precision == "int8" else None
+            module = tflite if fmt == "tflite" else onnx_conv
+            p = plan(out, precision, "xnnpack" if fmt == "tflite" else "onnx", calib)
+            cache[key] = out, module.convert(source, p, validation, log=lambda m: None)
+        return cache[key]
+
+    return get

@@ -97,10 +97,11 @@ def test_calibration_order_and_fingerprint_are_deterministic(tmp_path):
 
 def test_folder_labels_must_be_model_classes(tmp_path):
     _photo(tmp_path / "zebra" / "a.png")
-    images = scan_folder(tmp_path)
+    prepared = validation_set(SPEC, tmp_path)
     with pytest.raises(DatasetError, match="zebra"):
-        images.check_labels(["cat", "dog"])
-    images.check_labels(["zebra", "cat"])
+        prepared.check_labels(["cat", "dog"])
+    prepared.check_labels(["zebra", "cat"])
+    assert prepared.label_indices(["cat", "zebra"]).tolist() == [1]
 
 
 def test_bundled_photographs_are_real_photographs_with_a_licence_note():

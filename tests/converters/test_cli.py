@@ -42,3 +42,23 @@ def test_help_explains(capsys):
     text = capsys.readouterr().out
     for option in ("--int8", "--target", "--grouped-conv", "--calib", "--allow-drift", "--normalize-in-model"):
         assert option in text
+
+
+def test_data_folder_problems_are_one_line(tmp_path, capsys):
+    from PIL import Image
+
+    (tmp_path / "empty").mkdir()
+    zebra = tmp_path / "labelled" / "zebra"
+    zebra.mkdir(parents=True)
+    Image.new("RGB", (300, 300), (10, 200, 30)).save(zebra / "z.png")
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "a.jpg").write_bytes(b"not an image")
+    cases = [
+        (["--int8", "--calib", str(tmp_path / "empty")], "holds no"),
+        (["--data", str(tmp_path / "labelled")], "class folders ['zebra'] are not classes of the model"),
+        (["--data", str(tmp_path / "junk")], "none of its 1 image files could be decoded"),
+    ]
+    for argv, message in cases:
+        code, line = _run(tflite.main, argv + ["--out", str(tmp_path / "m.tflite")], capsys)
+        assert code == 2 and message in line, line
+    assert not (tmp_path / "m.tflite").exists()

@@ -16,47 +16,11 @@ from calibration.photos import class_names
 from calibration.representative import calibration_set, validation_set
 from converters import onnx as onnx_conv
 from converters import tflite, validate
-from converters.pipeline import DriftError, Plan
+from converters.pipeline import DriftError
 from converters.source import load_source
-from converters.targets import TARGETS
 from edge.runtime import load
 from edge.tflite_file import CONV_2D, operator_codes
-
-
-@pytest.fixture(scope="module")
-def source():
-    return load_source(log=lambda message: None)
-
-
-@pytest.fixture(scope="module")
-def validation(source):
-    return validation_set(source.spec.preprocessing)
-
-
-@pytest.fixture(scope="module")
-def calibration(source):
-    return calibration_set(source.spec.preprocessing, count=64)
-
-
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory, source, validation, calibration):
-    """TFLite artifacts of the reference, converted once per precision: {precision: (path, result)}."""
-    cache = {}
-    folder = tmp_path_factory.mktemp("tflite")
-
-    def get(precision):
-        if precision not in cache:
-            out = folder / f"m_{precision}.tflite"
-            plan = _plan(out, precision, calibration=calibration if precision == "int8" else None)
-            cache[precision] = out, tflite.convert(source, plan, validation, log=lambda m: None)
-        return cache[precision]
-
-    return get
-
-
-def _plan(out, precision, target="xnnpack", calibration=None, lowering=None):
-    t = TARGETS[target]
-    return Plan(Path(out), precision, t, lowering or t.lowering, budget_for(precision), False, calibration)
+from tests.artifacts import plan as _plan
 
 
 def _files(folder):
@@ -152,14 +116,10 @@ def test_validate_cli_holds_each_file_to_its_budget(converted, tmp_path, capsys)
 
 
 @pytest.mark.parametrize("precision", ["float32", "int8"])
-def test_onnx_has_real_grouped_convs_dynamic_batch_and_stays_within_budget(tmp_path, source, validation, calibration,
-                                                                         precision):
+def test_onnx_has_real_grouped_convs_dynamic_batch_and_stays_within_budget(converted, validation, precision):
     import onnx
 
-    out = tmp_path / f"m_{precision}.onnx"
-    result = onnx_conv.convert(source, _plan(out, precision, target="onnx",
-                                             calibration=calibration if precision == "int8" else None),
-                               validation, log=lambda m: None)
+    out, result = converted(precision, "onnx")
     assert result.violations == []
     proto = onnx.load(str(out))
     onnx.checker.check_model(proto, full_check=True)
@@ -180,3 +140,36 @@ def test_onnx_export_is_deterministic(source):
     # numbers (as a new process gets another hash order); canonical_names makes the bytes equal.
     first = onnx_conv.to_onnx(source.model).SerializeToString()
     assert onnx_conv.to_onnx(source.model).SerializeToString() == first
+
+
+@pytest.fixture(scope="module")
+def constant_calibration(tmp_path_factory, source):
+    folder = tmp_path_factory.mktemp("constant")
+    for i in range(8):
+        Image.new("RGB", (300, 300), (128, 128, 128)).save(folder / f"{i}.png")
+    return calibration_set(source.spec.preprocessing, folder, count=8)
+
+
+def test_keep_float_auto_grows_the_float_set_until_the_budget_holds(tmp_path, source, validation, constant_calibration):
+    # Constant calibration images ruin full int8 (about 24% agreement here); keeping the worst layers in
+    # float recovers most of it. With a budget that 8 float layers meet, auto must stop there, not before.
+    plan = _plan(tmp_path / "auto.tflite", "int8", calibration=constant_calibration)
+    plan.budget = budget_for("int8", min_top1_agreement=0.70, max_accuracy_drop=30.0)
+    result = tflite.convert(source, plan, validation, keep_float=["auto"], log=lambda m: None)
+    kept = result.metadata["keep_float"]
+    assert result.violations == [] and result.drift.top1_agreement >= 0.70
+    assert kept["tensors"] in (4, 8, 16)  # the smallest power of two that met the budget
+    assert kept["size_bytes"] > kept["size_bytes_full_int8"]
+    assert kept["worst_layers"][0]["error_steps"] > 10  # the debugger names a clearly broken layer
+
+
+def test_keep_float_named_layer_stays_float(tmp_path, converted, source, validation, calibration):
+    out = tmp_path / "kept.tflite"
+    result = tflite.convert(source, _plan(out, "int8", calibration=calibration), validation,
+                            keep_float=["s2_b1_se_fc1"], log=lambda m: None)
+    assert result.metadata["keep_float"]["layers"] == ["s2_b1_se_fc1"]
+    floats = [t for t in load(out)._session.get_tensor_details() if t["dtype"] == np.float32]
+    full_floats = [t for t in load(converted("int8")[0])._session.get_tensor_details() if t["dtype"] == np.float32]
+    assert len(floats) > len(full_floats)
+    assert any("s2_b1_se_fc1" in t["name"] for t in floats)
+    assert result.violations == []

@@ -8,23 +8,30 @@ import sys
 import tempfile
 
 
+class Captured:
+    """What a captured block wrote (call it), and `console`: the real stderr, for progress bars."""
+
+    def __init__(self, sink, console):
+        self._sink, self.console = sink, console
+
+    def __call__(self) -> str:
+        self._sink.flush()
+        self._sink.seek(0)
+        return self._sink.read().decode("utf-8", "replace")
+
+
 @contextlib.contextmanager
 def captured_native_output():
-    """Redirect file descriptors 1 and 2 to a temp file; yield a function that returns what was captured."""
+    """Redirect file descriptors 1 and 2 to a temp file for the block; yield a Captured."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
+    console = os.fdopen(os.dup(saved[1]), "w", buffering=1)
     with tempfile.TemporaryFile(mode="w+b") as sink:
         os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
-
-        def text() -> str:
-            sink.flush()
-            sink.seek(0)
-            return sink.read().decode("utf-8", "replace")
-
         try:
-            yield text
+            yield Captured(sink, console)
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -32,6 +39,7 @@ def captured_native_output():
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
+            console.close()
 
 
 def tail(text: str, lines: int = 5) -> str:
