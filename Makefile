@@ -24,11 +24,13 @@ install: $(VENV)/.kit-installed
 install-dev: $(VENV)/.dev-installed
 
 # The main job: RegNetY-200MF (the kit's reference checkpoint) to full-int8 TFLite and to ONNX,
-# each calibrated and validated on the bundled photographs, then one drift table for both.
+# each calibrated and validated on the bundled photographs, then one drift table for both, then the
+# int8 file classifies the bundled photographs through the edge runtime (no TensorFlow there).
 demo: $(VENV)/.kit-installed
 	$(PY) -m converters.tflite --variant 200mf --int8
 	$(PY) -m converters.onnx --variant 200mf
 	$(PY) -m converters.validate --variant 200mf artifacts/regnety_200mf_int8.tflite artifacts/regnety_200mf_float32.onnx
+	$(PY) -m edge.classify calibration/samples --model artifacts/regnety_200mf_int8.tflite --top 3
 
 test: $(VENV)/.dev-installed
 	$(PY) -m pytest

@@ -158,7 +158,8 @@ def quantize_int8(proto, calibration: Prepared):
         def __init__(self, progress) -> None:
             from tqdm import tqdm
 
-            self.items = iter(tqdm(calibration.inputs, desc="calibrating", unit="img", leave=False, file=progress))
+            self.items = iter(tqdm(calibration.inputs, desc="calibrating", unit="img", leave=False, disable=None,
+                                   file=progress))
 
         def get_next(self):
             x = next(self.items, None)

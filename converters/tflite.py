@@ -59,7 +59,8 @@ def make_converter(model, precision: str, calibration: Prepared | None = None, i
         def representative():
             from tqdm import tqdm
 
-            for x in tqdm(inputs, desc="calibrating", unit="img", leave=False, file=progress or sys.stderr):
+            for x in tqdm(inputs, desc="calibrating", unit="img", leave=False, disable=None,
+                          file=progress or sys.stderr):
                 yield [x[None]]
 
         converter.representative_dataset = representative

@@ -13,13 +13,15 @@ def test_benchmark_rows_json_and_plot(converted, tmp_path, capsys):
     path, _ = converted("float32")
     report, png = tmp_path / "bench.json", tmp_path / "bench.png"
     argv = ["--model", str(path), "--runs", "3", "--warmup", "1", "--batch", "2", "--kernels", "both",
-            "--json", str(report), "--plot", str(png)]
+            "--reference", "--json", str(report), "--plot", str(png)]
     assert run_cli(benchmark.main, argv) == 0
     table = capsys.readouterr().out
     assert table.count(path.name) == 2  # XNNPACK and builtin kernels
     data = json.loads(report.read_text())
     assert data["matmul_peak"][0]["gflops"] > 1
-    rows = data["rows"]
+    reference, *rows = data["rows"]
+    assert reference["model"].startswith("keras reference") and reference["p50_ms"] > 0
+    assert reference["gmacs_per_s"] > 0 and reference["throughput_ips"] > 0
     assert {r["kernels"] for r in rows} == {"xnnpack", "builtin"}
     for r in rows:
         assert 0 < r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"]
