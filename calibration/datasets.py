@@ -36,9 +36,15 @@ class Sample:
     label: str | None = None
     box: tuple[int, int, int, int] | None = None
 
-    def load(self) -> Image.Image:
-        im = load_image(self.path)
-        return im.crop(self.box) if self.box is not None else im
+    def load(self, photos: dict[Path, Image.Image] | None = None) -> Image.Image:
+        """The decoded image (its crop, for a crop). `photos` caches decoded sources shared by crops."""
+        if self.box is None:
+            return load_image(self.path)
+        if photos is None:
+            return load_image(self.path).crop(self.box)
+        if self.path not in photos:
+            photos[self.path] = load_image(self.path)
+        return photos[self.path].crop(self.box)
 
 
 @dataclass
@@ -62,11 +68,12 @@ class ImageSet:
     def decoded(self, spec: PreprocessSpec, limit: int | None = None) -> Iterator[tuple[Sample, np.ndarray]]:
         """(sample, model input) in order, skipping (and recording) images that fail to decode."""
         taken = 0
+        photos: dict[Path, Image.Image] = {}  # crops of one photograph decode it once
         for sample in self.samples:
             if limit is not None and taken >= limit:
                 return
             try:
-                array = to_input(sample.load(), spec)
+                array = to_input(sample.load(photos), spec)
             except ImageError as exc:
                 self.skipped.append((sample.name, str(exc)))
                 print(f"warning: skipping {sample.name}: {exc}", file=sys.stderr)

@@ -66,17 +66,9 @@ def _spec(size: int, num_classes: int):
 
 def _arrays(split: str, per_class: int, seed: int, spec, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
     from calibration.photos import photo_crops
-    from edge.images import load_image, to_input
 
-    crops = photo_crops(split, per_class, seed)
-    photos: dict[Path, object] = {}
-    xs, ys = [], []
-    for s in crops.samples:
-        if s.path not in photos:
-            photos[s.path] = load_image(s.path)
-        xs.append(to_input(photos[s.path].crop(s.box), spec))
-        ys.append(classes.index(s.label))
-    return np.stack(xs), np.asarray(ys, np.int32)
+    pairs = list(photo_crops(split, per_class, seed).decoded(spec))
+    return np.stack([x for _, x in pairs]), np.asarray([classes.index(s.label) for s, _ in pairs], np.int32)
 
 
 def train(config: TrainConfig, log=print):
