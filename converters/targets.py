@@ -26,21 +26,21 @@ class Target:
 TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("xnnpack", "tflite", "native", False,
            "LiteRT's default CPU path: XNNPACK runs grouped CONV_2D (op v6) natively; measured fastest "
-           "(float32 5.4 ms vs split 9.6, dense 15.4)"),
+           "(200MF float32 3.3 ms vs split 5.1, dense 11.1)"),
     Target("gpu", "tflite", "native", False,
            "the GPU delegate accepts grouped CONV_2D; published RegNetX-400MF figures (Galaxy S22, TFLite 2.10): "
            "native 7.6 ms vs split+concat 43.7 ms on the GPU"),
     Target("nnapi", "tflite", "split", True,
            "NNAPI drivers reject grouped CONV_2D (op v6); split is the fastest plain form on the builtin kernels "
-           "(int8 24.5 ms vs native 46.1, dense 56.5); NNAPI < 1.2 lacks SPLIT: use --grouped-conv dense there"),
+           "(200MF int8 17.7 ms vs native 28.3, dense 29.1); NNAPI < 1.2 lacks SPLIT: use --grouped-conv dense there"),
     Target("edgetpu", "tflite", "split", True,
            "the Edge TPU compiler rejects grouped CONV_2D (op v6); split uses SPLIT, CONV_2D and CONCATENATION, "
            "all Edge TPU ops, at the native MAC count (dense costs G x the MACs)"),
     Target("portable", "tflite", "split", True,
-           "runtimes older than TFLite 2.9 have no grouped CONV_2D; on the builtin kernels split is 1.9x faster "
-           "than native grouped (float32 31.2 vs 58.1 ms) and 2.7x faster than dense"),
+           "runtimes older than TFLite 2.9 have no grouped CONV_2D; on the builtin kernels split is 1.8x faster "
+           "than native grouped and than dense (200MF float32 19.6 vs 35.9 and 34.8 ms; 800MF 3.6x)"),
     Target("onnx", "onnx", "native", False,
-           "ONNX Conv has a group attribute that ONNX Runtime runs directly (float32 6.0 ms)"),
+           "ONNX Conv has a group attribute that ONNX Runtime runs directly (200MF float32 3.9 ms)"),
 )}
 
 
