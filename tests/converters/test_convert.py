@@ -135,11 +135,23 @@ def test_onnx_has_real_grouped_convs_dynamic_batch_and_stays_within_budget(conve
     np.testing.assert_allclose(batch, one_by_one, atol=1e-4)
 
 
-def test_onnx_export_is_deterministic(source):
-    # tf2onnx numbers its names from process-wide counters: a second export in one process gets other
-    # numbers (as a new process gets another hash order); canonical_names makes the bytes equal.
-    first = onnx_conv.to_onnx(source.model).SerializeToString()
-    assert onnx_conv.to_onnx(source.model).SerializeToString() == first
+def test_onnx_export_is_deterministic():
+    # Two runs of the exporter, as a user reruns the command: separate processes with different string
+    # hashing (tf2onnx's unique-name counters follow it); canonical_names makes the bytes equal.
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    code = ("import hashlib; from converters.source import load_source; from converters.onnx import to_onnx; "
+            "print(hashlib.sha256(to_onnx(load_source(log=lambda m: None).model).SerializeToString()).hexdigest())")
+    digests = []
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        digests.append(done.stdout.strip().splitlines()[-1])
+    assert digests[0] == digests[1]
 
 
 @pytest.fixture(scope="module")
