@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from edge.classifier import softmax  # the one softmax, on the device side
+
 WORST_SHOWN = 5
 
 
@@ -81,12 +83,6 @@ class Drift:
         if budget.max_accuracy_drop is not None and drop is not None and drop > budget.max_accuracy_drop:
             out.append(f"accuracy drop {drop:.2f} points > {budget.max_accuracy_drop:.2f}")
         return out
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def measure(reference: np.ndarray, artifact: np.ndarray, labels: np.ndarray | None = None,
