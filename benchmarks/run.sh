@@ -26,3 +26,4 @@ convert onnx "${name}_int8.onnx" --int8
 "$py" -m edge.benchmark "${models[@]}" --reference --variant "$variant" --kernels both --threads 2 \
   --runs 100 --warmup 10 --batch 8 --json "benchmarks/$variant.json" --plot "benchmarks/$variant.png" \
   | tee "benchmarks/$variant.md"
+benchmarks/profile.sh "$variant"

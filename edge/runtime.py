@@ -181,25 +181,30 @@ def _one_input_one_output(path: Path, inputs, outputs) -> None:
                              f"{len(inputs)} inputs and {len(outputs)} outputs")
 
 
-def _load_tflite(path: Path, options: RuntimeOptions) -> Runner:
-    data = read_model_bytes(path)
-    metadata = _kit_metadata(metadata_buffers(data, str(path)).get(METADATA_NAME), path)
-    module, name = _tflite_interpreter_class()
+def tflite_interpreter(data: bytes, options: RuntimeOptions, name: str):
+    """A LiteRT (or fallback) interpreter over checked model bytes, tensors allocated; also the runtime's name."""
+    module, runtime = _tflite_interpreter_class()
     kwargs: dict = {"model_content": data, "num_threads": options.threads}
     if not options.xnnpack:
         kwargs["experimental_op_resolver_type"] = module.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES \
             if hasattr(module, "experimental") else module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    start = time.perf_counter()
     try:
         with captured_native_output():  # LiteRT announces its XNNPACK delegate on stderr
             interpreter = module.Interpreter(**kwargs)
             interpreter.allocate_tensors()
     except (RuntimeError, ValueError) as exc:
-        raise ModelFileError(f"{path}: the TFLite runtime refused the model ({str(exc).splitlines()[0][:300]})") from None
+        raise ModelFileError(f"{name}: the TFLite runtime refused the model ({str(exc).splitlines()[0][:300]})") from None
+    return interpreter, f"{runtime} ({'xnnpack' if options.xnnpack else 'builtin kernels'}, {options.threads} threads)"
+
+
+def _load_tflite(path: Path, options: RuntimeOptions) -> Runner:
+    data = read_model_bytes(path)
+    metadata = _kit_metadata(metadata_buffers(data, str(path)).get(METADATA_NAME), path)
+    start = time.perf_counter()
+    interpreter, runtime = tflite_interpreter(data, options, str(path))
     seconds = time.perf_counter() - start
     inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
     _one_input_one_output(path, inputs, outputs)
-    runtime = f"{name} ({'xnnpack' if options.xnnpack else 'builtin kernels'}, {options.threads} threads)"
     return Runner(path, "tflite", runtime, _tensor_info(inputs[0]), _tensor_info(outputs[0]), metadata, seconds,
                   interpreter)
 

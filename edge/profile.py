@@ -1,0 +1,298 @@
+"""`python -m edge.profile --model FILE [--model FILE ...]`: where a .tflite file spends its time, per op.
+
+LiteRT's Python package has no op profiler, so this one cuts the file itself: every operator becomes
+a one-op model (the same op, options, weights and quantization, its activations as inputs), timed
+in the same runtime with the same kernels and threads as the whole model. Ops are then summed by
+kind (op type and shape class: grouped 3x3 conv, 1x1 conv, SE's 1x1-on-1x1 conv, ...), so two files
+(float32 and int8, native and split) compare kind by kind. The sum of the per-op medians is printed
+beside the whole model's p50: the gap is the per-invoke overhead that one-op models each pay and a
+whole model pays once, plus what XNNPACK fuses across ops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.atomic import atomic_write
+from edge.errors import KitError, run_cli
+from edge.runtime import RuntimeOptions, tflite_interpreter
+from edge.tflite_file import ModelFileError, read_model_bytes
+
+
+@dataclass(frozen=True)
+class OpTiming:
+    index: int          # position in the execution order
+    op: str             # builtin op name, e.g. CONV_2D
+    kind: str           # op and shape class, e.g. "CONV_2D 3x3 grouped"
+    layer: str          # the Keras layer the op came from, when the tensor names tell
+    dtype: str          # the output's element type
+    macs: int           # multiply-accumulates (convolutions and fully connected layers; 0 otherwise)
+    ms: float           # median of the timed runs
+
+
+@dataclass(frozen=True)
+class Profile:
+    model: str
+    runtime: str
+    whole_ms: float     # the whole model's median, same settings
+    ops: tuple[OpTiming, ...]
+
+    @property
+    def ops_ms(self) -> float:
+        return sum(op.ms for op in self.ops)
+
+    def by_kind(self) -> dict[str, dict]:
+        kinds: dict[str, dict] = {}
+        for op in self.ops:
+            row = kinds.setdefault(op.kind, {"count": 0, "ms": 0.0, "macs": 0})
+            row["count"] += 1
+            row["ms"] += op.ms
+            row["macs"] += op.macs
+        return dict(sorted(kinds.items(), key=lambda item: -item[1]["ms"]))
+
+
+def _schema():
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        raise KitError("the op profile reads .tflite files with LiteRT's schema: pip install ai-edge-litert "
+                       "(or .[edge])") from None
+    return schema
+
+
+def _op_names(schema) -> dict[int, str]:
+    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+
+def _layer(name: str) -> str:
+    """'regnety_200mf_1/s1_b1_conv2_relu_1/Relu;...' -> 's1_b1_conv2_relu'."""
+    parts = name.split(";")[0].split("/")
+    layer = parts[1] if len(parts) > 2 else parts[0]
+    return re.sub(r"_\d+$", "", layer)
+
+
+def _classify(op: str, shapes_in: list, shapes_out: list) -> tuple[str, int]:
+    """Kind and MACs of one op from its tensor shapes (batch 1)."""
+    out = shapes_out[0] if shapes_out else []
+    if op in ("CONV_2D", "DEPTHWISE_CONV_2D") and len(shapes_in) >= 2 and len(out) == 4:
+        x, w = shapes_in[0], shapes_in[1]
+        kh, kw = int(w[1]), int(w[2])
+        out_elems = int(np.prod(out))
+        if op == "DEPTHWISE_CONV_2D":
+            return f"DEPTHWISE_CONV_2D {kh}x{kw}", out_elems * kh * kw
+        per_group = int(w[3])
+        groups = int(x[3]) // per_group if per_group else 1
+        kind = f"CONV_2D {kh}x{kw}"
+        if groups > 1:
+            kind += " grouped"
+        elif (kh, kw) == (1, 1) and out[1] == out[2] == 1:
+            kind += " on 1x1 map"
+        return kind, out_elems * kh * kw * per_group
+    if op == "FULLY_CONNECTED" and len(shapes_in) >= 2:
+        return op, int(np.prod(out)) * int(shapes_in[1][-1])
+    return op, 0
+
+
+def single_op_models(data: bytes, name: str):
+    """Yield (OpTiming without its time, one-op model bytes) for each operator of subgraph 0."""
+    import flatbuffers
+
+    schema = _schema()
+    try:
+        model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    except Exception as exc:  # the generated reader raises whatever the bytes provoke
+        raise ModelFileError(f"{name}: not a readable .tflite model ({exc}); re-export it") from None
+    if not model.subgraphs:
+        raise ModelFileError(f"{name}: the model has no subgraph; re-export it")
+    names = _op_names(schema)
+    type_names = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    graph = model.subgraphs[0]
+    tensors, buffers = graph.tensors or [], model.buffers or []
+
+    def constant(t: int) -> bool:
+        b = tensors[t].buffer
+        return 0 < b < len(buffers) and buffers[b].data is not None and len(buffers[b].data) > 0
+
+    for index, op in enumerate(graph.operators or []):
+        code = model.operatorCodes[op.opcodeIndex]
+        op_name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
+        used = [t for t in list(op.inputs) + list(op.outputs) if t >= 0]
+        remap = {t: i for i, t in enumerate(dict.fromkeys(used))}
+        sub = schema.SubGraphT()
+        sub.tensors, new_buffers = [], [schema.BufferT()]  # buffer 0: the schema's empty sentinel
+        for t in remap:
+            clone = schema.TensorT()
+            clone.__dict__.update(tensors[t].__dict__)
+            # weights keep their data; every activation gets its own empty buffer slot
+            new_buffers.append(buffers[tensors[t].buffer] if constant(t) else schema.BufferT())
+            clone.buffer = len(new_buffers) - 1
+            sub.tensors.append(clone)
+        one = schema.OperatorT()
+        one.__dict__.update(op.__dict__)
+        one.inputs = [remap[t] if t >= 0 else -1 for t in op.inputs]
+        one.outputs = [remap[t] for t in op.outputs]
+        one.intermediates = None
+        sub.operators = [one]
+        sub.inputs = [remap[t] for t in dict.fromkeys(op.inputs) if t >= 0 and not constant(t)]
+        sub.outputs = list(one.outputs)
+        sub.name = graph.name
+        single = schema.ModelT()
+        single.version = model.version
+        single.operatorCodes = model.operatorCodes
+        single.subgraphs = [sub]
+        single.buffers = new_buffers
+        builder = flatbuffers.Builder(1024)
+        builder.Finish(single.Pack(builder), file_identifier=b"TFL3")
+        shapes_in = [list(tensors[t].shape) for t in op.inputs if t >= 0]
+        shapes_out = [list(tensors[t].shape) for t in op.outputs]
+        kind, macs = _classify(op_name, shapes_in, shapes_out)
+        out_tensor = tensors[op.outputs[0]]
+        dtype = type_names.get(out_tensor.type, str(out_tensor.type))
+        layer = _layer(out_tensor.name.decode("utf-8", "replace") if out_tensor.name else "")
+        yield OpTiming(index, op_name, kind, layer, dtype, macs, 0.0), bytes(builder.Output())
+
+
+def _random_input(detail: dict, rng: np.random.Generator) -> np.ndarray:
+    dtype = np.dtype(detail["dtype"])
+    shape = [max(1, int(d)) for d in detail["shape"]]
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return rng.integers(max(info.min, -128), min(info.max, 255) + 1, shape).astype(dtype)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def _median_ms(interpreter, runs: int, warmup: int, rng: np.random.Generator) -> float:
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], _random_input(detail, rng))
+    for _ in range(warmup):
+        interpreter.invoke()
+    times = np.empty(runs)
+    for i in range(runs):
+        start = time.perf_counter()
+        interpreter.invoke()
+        times[i] = time.perf_counter() - start
+    return float(np.median(times)) * 1e3
+
+
+def profile(path: str | Path, options: RuntimeOptions = RuntimeOptions(), runs: int = 30, warmup: int = 3,
+            progress=None) -> Profile:
+    """Time every op of a .tflite file as a one-op model, and the whole model, with the same settings."""
+    path = Path(path)
+    if path.suffix.lower() != ".tflite":
+        raise ModelFileError(f"{path}: the op profile reads .tflite files; profile ONNX models with ONNX Runtime's "
+                             "own profiler (SessionOptions.enable_profiling)")
+    if runs < 1 or warmup < 0:
+        raise KitError(f"--runs must be at least 1 and --warmup at least 0 (got {runs}, {warmup})")
+    data = read_model_bytes(path)
+    rng = np.random.default_rng(0)
+    interpreter, runtime = tflite_interpreter(data, options, str(path))
+    whole = _median_ms(interpreter, runs, warmup, rng)
+    del interpreter
+    timed = []
+    singles = list(single_op_models(data, str(path)))
+    for n, (op, single) in enumerate(singles):
+        interpreter, _ = tflite_interpreter(single, options, f"{path} op {op.index} ({op.op})")
+        timed.append(OpTiming(**{**asdict(op), "ms": _median_ms(interpreter, runs, warmup, rng)}))
+        if progress:
+            progress(n + 1, len(singles))
+    return Profile(str(path), runtime, whole, tuple(timed))
+
+
+def kind_table(profiles: Sequence[Profile]) -> str:
+    """Markdown: one row per op kind, ms and share per model; with two models, their ratio."""
+    kinds: list[str] = []
+    for p in profiles:
+        kinds += [k for k in p.by_kind() if k not in kinds]
+    header = ["op kind"]
+    for i, p in enumerate(profiles):
+        header += [f"[{i + 1}] ops", f"[{i + 1}] ms", f"[{i + 1}] share", f"[{i + 1}] GMAC/s"]
+    if len(profiles) == 2:
+        header.append("[2] / [1]")
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for kind in kinds:
+        cells = [kind]
+        ms = []
+        for p in profiles:
+            row = p.by_kind().get(kind)
+            if row is None:
+                cells += ["", "", "", ""]
+                ms.append(None)
+                continue
+            rate = f"{row['macs'] / row['ms'] / 1e6:.1f}" if row["macs"] and row["ms"] else ""
+            cells += [str(row["count"]), f"{row['ms']:.3f}", f"{100 * row['ms'] / p.ops_ms:.1f}%", rate]
+            ms.append(row["ms"])
+        if len(profiles) == 2:
+            cells.append(f"{ms[1] / ms[0]:.2f}x" if None not in ms and ms[0] > 0 else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    totals = ["**sum of ops**"]
+    for p in profiles:
+        totals += [str(len(p.ops)), f"**{p.ops_ms:.3f}**", "100%", ""]
+    if len(profiles) == 2:
+        totals.append(f"{profiles[1].ops_ms / profiles[0].ops_ms:.2f}x" if profiles[0].ops_ms else "")
+    lines.append("| " + " | ".join(totals) + " |")
+    whole = ["whole model p50"]
+    for p in profiles:
+        whole += ["", f"{p.whole_ms:.3f}", "", ""]
+    if len(profiles) == 2:
+        whole.append(f"{profiles[1].whole_ms / profiles[0].whole_ms:.2f}x" if profiles[0].whole_ms else "")
+    lines.append("| " + " | ".join(whole) + " |")
+    return "\n".join(lines)
+
+
+def top_ops(profile: Profile, count: int) -> str:
+    lines = ["| # | op | kind | layer | type | MMACs | ms |", "|" + " --- |" * 7]
+    for op in sorted(profile.ops, key=lambda o: -o.ms)[:count]:
+        lines.append(f"| {op.index} | {op.op} | {op.kind} | {op.layer} | {op.dtype} | {op.macs / 1e6:.1f} | "
+                     f"{op.ms:.3f} |")
+    return "\n".join(lines)
+
+
+def report(profiles: Sequence[Profile], top: int) -> str:
+    parts = [f"[{i + 1}] {p.model}: {p.runtime}" for i, p in enumerate(profiles)]
+    parts += ["", kind_table(profiles)]
+    for i, p in enumerate(profiles):
+        if top:
+            parts += ["", f"Slowest ops of [{i + 1}]:", "", top_ops(p, top)]
+    return "\n".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m edge.profile", description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", action="append", type=Path, required=True, metavar="FILE",
+                        help=".tflite artifact (repeat to compare, e.g. float32 then int8)")
+    parser.add_argument("--threads", type=int, default=2, help="runtime threads (default 2)")
+    parser.add_argument("--kernels", choices=("xnnpack", "builtin"), default="xnnpack",
+                        help="LiteRT kernels (default xnnpack)")
+    parser.add_argument("--runs", type=int, default=30, help="timed runs per op (default 30; the median is kept)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed runs per op first (default 3)")
+    parser.add_argument("--top", type=int, default=8, help="slowest ops listed per model (default 8; 0: none)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write every op's timing as JSON")
+    args = parser.parse_args(argv)
+    options = RuntimeOptions(threads=args.threads, xnnpack=args.kernels == "xnnpack")
+    profiles = []
+    for model in args.model:
+        def progress(done: int, total: int, name=model.name) -> None:
+            if sys.stderr.isatty() or done == total:  # a log file gets one line per model
+                print(f"\rprofiling {name}: op {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
+        profiles.append(profile(model, options, args.runs, args.warmup, progress))
+    print(report(profiles, args.top))
+    if args.json:
+        record = [{"model": p.model, "runtime": p.runtime, "whole_ms": p.whole_ms, "ops_ms": p.ops_ms,
+                   "by_kind": p.by_kind(), "ops": [asdict(op) for op in p.ops]} for p in profiles]
+        atomic_write(args.json, (json.dumps(record, indent=1) + "\n").encode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
