@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test benchmark install install-dev clean
+.PHONY: demo test benchmark install install-dev java-deps clean
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
@@ -32,8 +32,21 @@ demo: $(VENV)/.kit-installed
 	$(PY) -m converters.validate --variant 200mf artifacts/regnety_200mf_int8.tflite artifacts/regnety_200mf_float32.onnx
 	$(PY) -m edge.classify calibration/samples --model artifacts/regnety_200mf_int8.tflite --top 3
 
-test: $(VENV)/.dev-installed
+test: $(VENV)/.dev-installed java-deps
 	$(PY) -m pytest
+
+# The Android app's pure-Java core is compiled and JUnit-tested inside `make test` (tests/android):
+# a JDK and junit4 from Debian's packages, installed when missing.
+JUNIT_JAR ?= /usr/share/java/junit4.jar
+java-deps:
+	@if ! command -v javac >/dev/null || [ ! -f $(JUNIT_JAR) ]; then \
+	  echo "installing a JDK and junit4 for the Android core's tests: apt-get install default-jdk-headless junit4"; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$sudo apt-get install -y -q default-jdk-headless junit4 >/dev/null 2>&1 \
+	    || { $$sudo apt-get update -q >/dev/null 2>&1 && $$sudo apt-get install -y -q default-jdk-headless junit4 >/dev/null 2>&1; } \
+	    || echo "warning: could not install them; the Android core's tests will be skipped here (CI fails them)"; \
+	fi
 
 # Speed tables (benchmarks/README.md): convert every artifact of 200mf and 800mf, time them side by side.
 benchmark: $(VENV)/.kit-installed

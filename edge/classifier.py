@@ -75,10 +75,15 @@ class Classifier:
         share = (time.perf_counter() - start) * 1e3 / len(pils)
         return [self._result(row, top, str(name), share) for row, name in zip(logits, images)]
 
-    def _result(self, logits: np.ndarray, top: int, name: str, latency: float) -> Classification:
+    def predictions(self, logits: np.ndarray, top: int = 5) -> list[Prediction]:
+        """The `top` most probable labels for one row of logits; equal probabilities keep the lower index
+        first (the Android core orders them the same way)."""
         probs = softmax(logits.astype(np.float64))
-        order = np.argsort(-probs)[:max(1, top)]
-        return Classification(name, [Prediction(self.labels[i], int(i), float(probs[i])) for i in order], latency)
+        order = np.argsort(-probs, kind="stable")[:max(1, top)]
+        return [Prediction(self.labels[i], int(i), float(probs[i])) for i in order]
+
+    def _result(self, logits: np.ndarray, top: int, name: str, latency: float) -> Classification:
+        return Classification(name, self.predictions(logits, top), latency)
 
     def classify(self, image: str | Path | Image.Image, top: int = 5, name: str | None = None) -> Classification:
         pil = image if isinstance(image, Image.Image) else load_image(image)

@@ -86,6 +86,18 @@ class Runner:
             self._resize_tflite(batch)
         self.batch = batch
 
+    def run_raw(self, tensor: np.ndarray) -> np.ndarray:
+        """One batch in the file's own input type, and the output as the file stores it: no quantization
+        either way (what an app with integer I/O feeds and reads; the golden vectors record it)."""
+        if self.kind != "tflite":
+            raise KitError(f"{self.path.name}: raw tensors are read from .tflite files only")
+        if self._tflite_batch() != len(tensor):
+            self._resize_tflite(len(tensor))
+        interpreter = self._session
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], np.asarray(tensor, self.input.dtype))
+        interpreter.invoke()
+        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()
+
     def _tflite_batch(self) -> int:
         return int(self._session.get_input_details()[0]["shape"][0])
 

@@ -54,3 +54,21 @@ def converted(tmp_path_factory, source, validation, calibration):
         return cache[key]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def raw_pixel_int8(tmp_path_factory):
+    """Full int8 with uint8 I/O and the normalization inside the model (raw [0, 255] pixels in): the
+    artifact a phone app feeds camera bytes. (path, result, validation set)."""
+    from calibration.representative import calibration_set, validation_set
+    from converters import tflite
+    from converters.source import load_source
+    from tests.artifacts import plan
+
+    source = load_source(normalize_in_model=True, log=lambda message: None)
+    spec = source.spec.preprocessing
+    validation = validation_set(spec)
+    out = tmp_path_factory.mktemp("raw_pixel") / "m_int8_uint8.tflite"
+    result = tflite.convert(source, plan(out, "int8", calibration=calibration_set(spec, count=64)), validation,
+                            io="uint8", log=lambda message: None)
+    return out, result, validation

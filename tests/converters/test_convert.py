@@ -58,18 +58,14 @@ def test_tflite_precisions_stay_within_budget_and_carry_metadata(converted, sour
     assert report["drift_details"]["top1_agreement"] == result.drift.top1_agreement
 
 
-def test_full_int8_with_uint8_io_takes_raw_pixels(tmp_path, calibration):
-    source = load_source(normalize_in_model=True, log=lambda m: None)
-    spec = source.spec.preprocessing
-    validation = validation_set(spec)
-    calib = calibration_set(spec, count=64)
-    out = tmp_path / "u8.tflite"
-    result = tflite.convert(source, _plan(out, "int8", calibration=calib), validation, io="uint8", log=lambda m: None)
+def test_full_int8_with_uint8_io_takes_raw_pixels(raw_pixel_int8):
+    out, result, validation = raw_pixel_int8
     assert result.violations == []
     runner = load(out)
     assert runner.input.dtype == "uint8" and runner.output.dtype == "uint8"
     assert validation.inputs.max() > 200  # the inputs really are [0, 255] pixels
     assert runner.metadata["io"]["input"]["scale"] == pytest.approx(runner.input.scale)
+    assert runner.metadata["preprocessing"]["normalize_in_model"] is True
 
 
 def test_a_constant_calibration_set_is_caught_and_nothing_is_written(tmp_path, source, validation):
