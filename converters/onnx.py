@@ -11,6 +11,7 @@ The batch dimension is dynamic.
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 import sys
 import tempfile
@@ -69,12 +70,39 @@ def _traceable(model):
     return traced
 
 
+def _deterministic_tf2onnx_nodes() -> None:
+    """Hash tf2onnx's graph nodes by creation number instead of memory address (once per process).
+
+    tf2onnx keeps nodes in sets and lists them back out of those sets (`extract_sub_graph_nodes`), so the
+    order its optimizers visit nodes in follows memory addresses. Measured: from one and the same
+    TensorFlow graph, about one export in ten under CPU load came out as a different (equivalent) ONNX
+    graph, e.g. one SE block's layout transpose folded elsewhere. Creation numbers follow the conversion
+    itself, so the order, and the file, are the same in every run.
+    """
+    from tf2onnx import graph as tf2onnx_graph
+
+    node = tf2onnx_graph.Node
+    if getattr(node, "_kit_creation_hash", False):
+        return
+    counter = itertools.count()
+    original_init = node.__init__
+
+    def __init__(self, *args, **kwargs):
+        self._kit_creation = next(counter)
+        original_init(self, *args, **kwargs)
+
+    node.__init__ = __init__
+    node.__hash__ = lambda self: self._kit_creation  # equality stays identity; copies keep their number
+    node._kit_creation_hash = True
+
+
 def to_onnx(model, opset: int = DEFAULT_OPSET):
     """An ONNX ModelProto of a Keras model (float32, dynamic batch), checked with onnx.checker (full)."""
     import onnx
     import tensorflow as tf
     import tf2onnx
 
+    _deterministic_tf2onnx_nodes()
     traced = _traceable(model)
     height, width, channels = traced.input_shape[1:]
     signature = (tf.TensorSpec((None, height, width, channels), tf.float32, name=INPUT_NAME),)

@@ -32,7 +32,7 @@ def core_classes(tmp_path_factory):
     out = tmp_path_factory.mktemp("core_classes")
     sources = sorted(str(p) for p in (CORE / "src").rglob("*.java"))
     classpath = os.pathsep.join(JARS)
-    subprocess.run(["javac", "-Xlint:all", "-Werror", "-d", str(out), "-cp", classpath, *sources],
+    subprocess.run(["javac", "--release", "11", "-Xlint:all", "-Werror", "-d", str(out), "-cp", classpath, *sources],
                    check=True, capture_output=True, text=True)
     return os.pathsep.join([str(out), classpath])
 
