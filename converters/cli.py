@@ -28,9 +28,24 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--labels", metavar="FILE", help="class names, one per line (default: the checkpoint's card, "
                        "else class_0, class_1, ...)")
     group.add_argument("--input-size", type=int, default=224, metavar="N", help="square input size (default 224)")
+    group.add_argument("--head", choices=("classifier", "none"), default="classifier",
+                       help="none: drop the classifier, output the pooled features (the TF Hub feature_vector role), "
+                            "validated by cosine similarity (default classifier)")
     group.add_argument("--normalize-in-model", action="store_true",
                        help="put the /255 and mean/std normalization inside the model: it takes raw [0, 255] RGB pixels "
                             "(with --int8 --io uint8 the device feeds camera bytes as they are)")
+
+
+def source_from(args: argparse.Namespace, normalize_in_model: bool | None = None, head: str | None = None):
+    """The reference model the model arguments describe (weights, labels, head, normalization); `validate`
+    overrides normalization and head with what an artifact's metadata says."""
+    from converters.source import load_source
+
+    if normalize_in_model is None:
+        normalize_in_model = args.normalize_in_model or None
+    return load_source(args.variant, args.flavour, args.weights, num_classes=args.classes, labels_path=args.labels,
+                       input_size=args.input_size, normalize_in_model=normalize_in_model, head=head or args.head,
+                       log=log)
 
 
 def add_artifact_arguments(parser: argparse.ArgumentParser, fmt: str) -> None:
@@ -64,6 +79,8 @@ def add_budget_arguments(group) -> None:
                        help="override the maximum max-abs logit error, as a fraction of the reference's logit range")
     group.add_argument("--max-accuracy-drop", type=float, metavar="POINTS",
                        help="override the maximum top-1 accuracy drop (when the images have labels)")
+    group.add_argument("--min-cosine", type=float, metavar="COSINE",
+                       help="override the minimum per-image cosine similarity of a feature extractor (--head none)")
 
 
 def default_out(model_name: str, precision: str, lowering: str, fmt: str, suffix: str = "") -> Path:
@@ -75,9 +92,10 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def budget_from(args: argparse.Namespace, precision: str):
-    return budget_for(precision, min_top1_agreement=args.min_top1, max_abs_error_of_range=args.max_error,
-                      max_accuracy_drop=args.max_accuracy_drop)
+def budget_from(args: argparse.Namespace, precision: str, features: bool = False):
+    return budget_for(precision, features=features, min_top1_agreement=args.min_top1,
+                      max_abs_error_of_range=args.max_error, max_accuracy_drop=args.max_accuracy_drop,
+                      min_cosine=args.min_cosine)
 
 
 def summary(result) -> str:
@@ -85,6 +103,9 @@ def summary(result) -> str:
     d = result.drift
     accuracy = (f", accuracy {d.reference_accuracy:.2%} -> {d.artifact_accuracy:.2%}"
                 if d.reference_accuracy is not None else "")
-    return (f"wrote {result.path} ({result.size_bytes / 1e6:.2f} MB): top-1 agreement {d.top1_agreement:.2%} on "
-            f"{d.images} images, max-abs logit error {d.max_abs_error:.3g}, SQNR {d.sqnr_db:.1f} dB{accuracy}; "
-            f"report {result.path}.md")
+    if result.metadata.get("io", {}).get("output_kind") == "features":
+        agreement = f"feature cosine similarity min {d.cosine_min:.6f} (mean {d.cosine_mean:.6f})"
+    else:
+        agreement = f"top-1 agreement {d.top1_agreement:.2%}"
+    return (f"wrote {result.path} ({result.size_bytes / 1e6:.2f} MB): {agreement} on {d.images} images, max-abs "
+            f"error {d.max_abs_error:.3g}, SQNR {d.sqnr_db:.1f} dB{accuracy}; report {result.path}.md")

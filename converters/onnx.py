@@ -26,7 +26,7 @@ from edge.capture import captured_native_output, tail
 from converters.metadata import embed_onnx
 from converters.pipeline import Plan, Result, finish
 from converters.rewrite import lower_grouped_convs
-from converters.source import Source, load_source
+from converters.source import Source
 from converters.targets import choose_lowering, get_target
 from edge.atomic import ensure_writable
 from edge.errors import ConfigError, KitError, run_cli
@@ -96,7 +96,7 @@ def _deterministic_tf2onnx_nodes() -> None:
     node._kit_creation_hash = True
 
 
-def to_onnx(model, opset: int = DEFAULT_OPSET):
+def to_onnx(model, opset: int = DEFAULT_OPSET, output_name: str = OUTPUT_NAME):
     """An ONNX ModelProto of a Keras model (float32, dynamic batch), checked with onnx.checker (full)."""
     import onnx
     import tensorflow as tf
@@ -115,7 +115,7 @@ def to_onnx(model, opset: int = DEFAULT_OPSET):
     unsupported = sorted({n.op_type for n in proto.graph.node if n.domain not in ("", "ai.onnx")})
     if unsupported:
         raise ConversionError(f"tf2onnx left non-ONNX ops {unsupported}; the file would not run")
-    _rename_io(proto)
+    _rename_io(proto, output_name)
     canonical_names(proto)
     proto.graph.doc_string = "converted by regnety-edge-kit with tf2onnx"  # tf2onnx's names the traced function's id
     try:
@@ -125,12 +125,13 @@ def to_onnx(model, opset: int = DEFAULT_OPSET):
     return proto
 
 
-def _rename_io(proto) -> None:
-    """Name the output `logits` and the batch dimension `batch` (tf2onnx writes Identity:0 and unk__N)."""
+def _rename_io(proto, output_name: str) -> None:
+    """Name the output (`logits`, or `features` for --head none) and the batch dimension `batch` (tf2onnx
+    writes Identity:0 and unk__N)."""
     old = proto.graph.output[0].name
     for node in proto.graph.node:
-        node.output[:] = [OUTPUT_NAME if o == old else o for o in node.output]
-    proto.graph.output[0].name = OUTPUT_NAME
+        node.output[:] = [output_name if o == old else o for o in node.output]
+    proto.graph.output[0].name = output_name
     for value in (*proto.graph.input, *proto.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = BATCH
 
@@ -220,7 +221,7 @@ def convert(source: Source, plan: Plan, validation: Prepared, opset: int = DEFAU
     model = lower_grouped_convs(source.model, plan.lowering)
     reference = source.logits(validation.inputs)
     log(f"converting {source.spec.name} to ONNX {plan.precision} (opset {opset}, grouped convs: {plan.lowering})")
-    proto = to_onnx(model, opset)
+    proto = to_onnx(model, opset, source.output_kind)
     grouped = grouped_conv_nodes(proto)
     if plan.lowering == "native" and grouped == 0 and any(s.groups > 1 for s in source.spec.stages):
         raise ConversionError("the exported graph has no grouped Conv node; the grouped convs were not traced natively")
@@ -263,8 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     target = get_target(args.target, "onnx")
     lowering = choose_lowering(target, args.grouped_conv)
     precision = "int8" if args.int8 else "float32"
-    source = load_source(args.variant, args.flavour, args.weights, num_classes=args.classes, labels_path=args.labels,
-                         input_size=args.input_size, normalize_in_model=args.normalize_in_model or None, log=cli.log)
+    source = cli.source_from(args)
     spec = source.spec.preprocessing
     out = args.out or cli.default_out(source.spec.name, precision, lowering, "onnx")
     if out.suffix != ".onnx":
@@ -274,7 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     validation = validation_set(spec, args.data)
     if args.data:  # the bundled crops are labelled for the reference checkpoint only
         validation.check_labels(source.labels)
-    plan = Plan(Path(out), precision, target, lowering, cli.budget_from(args, precision), args.allow_drift, calibration)
+    budget = cli.budget_from(args, precision, features=source.output_kind == "features")
+    plan = Plan(Path(out), precision, target, lowering, budget, args.allow_drift, calibration)
     result = convert(source, plan, validation, args.opset, args.activations)
     print(cli.summary(result))
     return 0

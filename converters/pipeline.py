@@ -100,7 +100,8 @@ def evaluate(plan: Plan, source: Source, validation: Prepared, reference_logits:
         outputs = run_with_progress(runner, validation.inputs, f"validating {plan.out.name}")
     finally:
         tmp.unlink(missing_ok=True)
-    drift = measure(reference_logits, outputs, validation.label_indices(source.labels), validation.names)
+    labels = validation.label_indices(source.labels) if source.labels else None  # features: no classes
+    drift = measure(reference_logits, outputs, labels, validation.names)
     return Evaluation(drift, drift.violations(plan.budget), runner.input, runner.output, runner.runtime)
 
 
@@ -151,7 +152,7 @@ def metadata_record(plan: Plan, source: Source, validation: Prepared, drift: Dri
         "labels": list(source.labels),
         "preprocessing": spec.preprocessing.to_dict(),
         "precision": plan.precision,
-        "io": {"input": _io(input_info), "output": _io(output_info), "output_kind": "logits"},
+        "io": {"input": _io(input_info), "output": _io(output_info), "output_kind": source.output_kind},
         "grouped_conv": {"lowering": plan.lowering, "target": plan.target.name, "reason": plan.target.reason},
         "weights": source.weights,
         "calibration": plan.calibration.summary() if plan.calibration is not None else None,

@@ -19,12 +19,20 @@ from models.zoo import ModelSpec, build_model, model_spec
 RANDOM_SEED = 0
 
 
+HEADS = ("classifier", "none")
+
+
 @dataclass
 class Source:
     model: object                  # the Keras reference (grouped convs, float32)
     spec: ModelSpec
-    labels: list[str]
+    labels: list[str]              # [] for a feature extractor (--head none)
     weights: dict                  # {"path", "sha256", "description"}
+
+    @property
+    def output_kind(self) -> str:
+        """"logits" (a classifier) or "features" (pooled features, the TF Hub feature_vector role)."""
+        return "logits" if self.spec.include_head else "features"
 
     def logits(self, inputs: np.ndarray, batch: int = 32) -> np.ndarray:
         return np.asarray(self.model.predict(inputs, batch_size=batch, verbose=0), np.float32)
@@ -50,11 +58,30 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
+def pooled_features(model):
+    """The model up to its classifier: the pooled features that feed the last Dense layer."""
+    import keras
+
+    head = model.layers[-1]
+    if not isinstance(head, keras.layers.Dense):
+        raise ConfigError(f"{model.name} does not end in a Dense classifier; it has no head to remove")
+    return keras.Model(model.inputs, head.input, name=f"{model.name}_features")
+
+
 def load_source(variant: str = "200mf", flavour: str = "paper", weights: str | Path | None = None, *,
                 num_classes: int | None = None, labels_path: str | Path | None = None, input_size: int = 224,
-                normalize_in_model: bool | None = None, log=print) -> Source:
-    """Build the reference model and give it weights: the user's, the kit's checkpoint, or random."""
+                normalize_in_model: bool | None = None, head: str = "classifier", log=print) -> Source:
+    """Build the reference model and give it weights: the user's, the kit's checkpoint, or random.
+
+    head "none" keeps the weights' whole model for loading, then cuts it before the classifier: the
+    reference and every artifact output pooled features.
+    """
+    from dataclasses import replace
+
     from models.weights import load_weights
+
+    if head not in HEADS:
+        raise ConfigError(f"unknown head {head!r}; valid: {', '.join(HEADS)}")
 
     card = None
     use_default = weights is None and variant.lower() == "200mf" and flavour == "paper"
@@ -87,5 +114,11 @@ def load_source(variant: str = "200mf", flavour: str = "paper", weights: str | P
         info = {"path": shown, "sha256": report.sha256, "description": kind}
         note = f", held-out top-1 {card['heldout_top1']:.1%}" if card and "heldout_top1" in card else ""
         log(f"weights: {kind} {shown} (sha256 {report.sha256[:12]}{note})")
+    if head == "none":
+        model = pooled_features(model)
+        spec = replace(spec, include_head=False)
+        log(f"head: none; the model outputs {model.output_shape[-1]} pooled features per image, validated by cosine "
+            "similarity against the reference")
+        return Source(model, spec, [], info)
     return Source(model, spec, labels or [f"class_{i}" for i in range(classes)], info)
 

@@ -21,7 +21,7 @@ from edge.capture import captured_native_output, tail
 from converters.metadata import embed_tflite
 from converters.pipeline import Plan, Result, evaluate, finish
 from converters.rewrite import lower_grouped_convs
-from converters.source import Source, load_source
+from converters.source import Source
 from converters.targets import Target, choose_lowering, get_target
 from edge.atomic import ensure_writable
 from edge.errors import ConfigError, KitError, run_cli
@@ -217,8 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError(f"--io {args.io} needs --int8 (only a fully integer model has integer I/O)")
     if args.keep_float and (args.precision != "int8" or args.io != "float32"):
         raise ConfigError("--keep-float needs --int8 with --io float32")
-    source = load_source(args.variant, args.flavour, args.weights, num_classes=args.classes, labels_path=args.labels,
-                         input_size=args.input_size, normalize_in_model=args.normalize_in_model or None, log=cli.log)
+    source = cli.source_from(args)
     spec = source.spec.preprocessing
     suffix = "" if args.io == "float32" else f"_io{args.io}"
     out = args.out or cli.default_out(source.spec.name, args.precision, lowering, "tflite", suffix)
@@ -229,7 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     validation = validation_set(spec, args.data)
     if args.data:  # the bundled crops are labelled for the reference checkpoint only
         validation.check_labels(source.labels)
-    plan = Plan(Path(out), args.precision, target, lowering, cli.budget_from(args, args.precision), args.allow_drift,
+    budget = cli.budget_from(args, args.precision, features=source.output_kind == "features")
+    plan = Plan(Path(out), args.precision, target, lowering, budget, args.allow_drift,
                 calibration, extra={"io_type": args.io})
     result = convert(source, plan, validation, args.io, args.keep_float)
     print(cli.summary(result))

@@ -17,7 +17,6 @@ from calibration.drift import BUDGETS, measure
 from calibration.representative import validation_set
 from converters import cli
 from converters.pipeline import run_with_progress
-from converters.source import load_source
 from edge.atomic import atomic_write
 from edge.errors import ConfigError, run_cli
 from edge.preprocessing import PreprocessSpec
@@ -26,7 +25,7 @@ from edge.runtime import RuntimeOptions, load
 
 def validate(artifacts: list[Path], args: argparse.Namespace) -> list[dict]:
     rows = []
-    sources: dict[bool, object] = {}
+    sources: dict[tuple[bool, str], object] = {}
     for path in artifacts:
         runner = load(path, RuntimeOptions(threads=args.threads))
         meta = runner.metadata or {}
@@ -34,11 +33,11 @@ def validate(artifacts: list[Path], args: argparse.Namespace) -> list[dict]:
         if precision is None:
             raise ConfigError(f"{path} carries no kit metadata; pass --precision ({', '.join(BUDGETS)}) to pick its budget")
         normalize = bool(meta.get("preprocessing", {}).get("normalize_in_model", False))
-        if normalize not in sources:
-            sources[normalize] = load_source(
-                args.variant, args.flavour, args.weights, num_classes=args.classes, labels_path=args.labels,
-                input_size=args.input_size, normalize_in_model=normalize, log=cli.log)
-        source = sources[normalize]
+        features = (meta.get("io") or {}).get("output_kind") == "features" or args.head == "none"
+        key = (normalize, "none" if features else "classifier")
+        if key not in sources:
+            sources[key] = cli.source_from(args, normalize_in_model=normalize, head=key[1])
+        source = sources[key]
         spec = PreprocessSpec.from_dict(meta["preprocessing"]) if "preprocessing" in meta else source.spec.preprocessing
         if meta.get("labels") and len(meta["labels"]) != source.spec.num_classes:
             raise ConfigError(f"{path} has {len(meta['labels'])} classes but the reference has "
@@ -49,7 +48,7 @@ def validate(artifacts: list[Path], args: argparse.Namespace) -> list[dict]:
         reference = source.logits(data.inputs)
         outputs = run_with_progress(runner, data.inputs, f"running {path.name}")
         drift = measure(reference, outputs, data.label_indices(source.labels), data.names)
-        budget = cli.budget_from(args, precision)
+        budget = cli.budget_from(args, precision, features=features)
         rows.append({"artifact": str(path), "precision": precision, "runtime": runner.runtime,
                      "data": data.summary(), "budget": budget.__dict__, "violations": drift.violations(budget),
                      **drift.to_dict()})

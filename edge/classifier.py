@@ -54,6 +54,9 @@ class Classifier:
         if meta is None or "labels" not in meta or "preprocessing" not in meta:
             raise ModelFileError(f"{model}: no kit metadata (labels, preprocessing) in the file; convert it with "
                                  "python -m converters.tflite or converters.onnx")
+        if (meta.get("io") or {}).get("output_kind") == "features":
+            raise ModelFileError(f"{model}: a feature extractor (converted with --head none): it outputs feature "
+                                 "vectors, not labels; run it with edge.runtime.load(path).run(inputs)")
         self.labels: list[str] = list(meta["labels"])
         self.spec = PreprocessSpec.from_dict(meta["preprocessing"])
         outputs = self.runner.output.shape[-1]

@@ -96,7 +96,8 @@ class ModelSpec:
     @property
     def name(self) -> str:
         suffix = "" if self.flavour is PAPER else f"_{self.flavour.name}"
-        return f"regnety_{self.variant.replace('.', '_')}{suffix}"
+        head = "" if self.include_head else "_features"
+        return f"regnety_{self.variant.replace('.', '_')}{suffix}{head}"
 
 
 def get_flavour(name: str) -> Flavour:

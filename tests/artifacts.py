@@ -7,6 +7,7 @@ from converters.pipeline import Plan
 from converters.targets import TARGETS
 
 
-def plan(out, precision, target="xnnpack", calibration=None, lowering=None):
+def plan(out, precision, target="xnnpack", calibration=None, lowering=None, features=False):
     t = TARGETS[target]
-    return Plan(Path(out), precision, t, lowering or t.lowering, budget_for(precision), False, calibration)
+    return Plan(Path(out), precision, t, lowering or t.lowering, budget_for(precision, features=features), False,
+                calibration)

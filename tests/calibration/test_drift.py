@@ -54,3 +54,16 @@ def test_disagreements_and_accuracy_drop_break_the_budget():
 def test_shapes_must_match():
     with pytest.raises(ValueError, match="one shape"):
         measure(_logits(5), _logits(6))
+
+
+def test_feature_budgets_check_cosine_not_classes():
+    rng = np.random.default_rng(1)
+    ref = rng.standard_normal((20, 64))
+    rotated = ref.copy()
+    rotated[3] = rng.standard_normal(64)  # one image's features point elsewhere
+    drift = measure(ref, rotated)
+    features = budget_for("int8", features=True)
+    assert features.min_top1_agreement == 0.0 and features.min_cosine is not None
+    assert any("cosine similarity" in v for v in drift.violations(features))
+    assert not measure(ref, ref * 1.001).violations(features)  # a scale change keeps the direction
+    assert budget_for("int8", features=True, min_cosine=-1.0).min_cosine == -1.0

@@ -17,6 +17,13 @@ public final class Metadata {
         Object model = root.get("model");
         modelName = model instanceof Map ? String.valueOf(((Map<?, ?>) model).get("name")) : "model";
         precision = root.get("precision") instanceof String ? (String) root.get("precision") : "unknown";
+        Object io = root.get("io");
+        Object kind = io instanceof Map ? ((Map<?, ?>) io).get("output_kind") : null;
+        outputKind = kind instanceof String ? (String) kind : "logits";
+        if (outputKind.equals("features")) {
+            throw new ModelException("this model is a feature extractor (converted with --head none): it outputs "
+                    + "feature vectors, not labels; convert a classifier for the app (without --head none)");
+        }
         Object labelList = root.get("labels");
         if (!(labelList instanceof List) || ((List<?>) labelList).isEmpty()) {
             throw new ModelException("the model's metadata has no labels; re-convert it with --labels FILE");
@@ -36,9 +43,6 @@ public final class Metadata {
         @SuppressWarnings("unchecked")
         Map<String, Object> prepMap = (Map<String, Object>) prep;
         preprocessing = PreprocessSpec.from(prepMap);
-        Object io = root.get("io");
-        Object kind = io instanceof Map ? ((Map<?, ?>) io).get("output_kind") : null;
-        outputKind = kind instanceof String ? (String) kind : "logits";
     }
 
     /** Parses the metadata JSON; throws ModelException naming what is missing or malformed. */

@@ -62,6 +62,13 @@ public class CoreErrorsTest {
     }
 
     @Test
+    public void featureExtractorsAreRefused() {
+        String features = META.replace("\"output_kind\": \"logits\"", "\"output_kind\": \"features\"")
+                .replace("[\"a\", \"b\", \"c\"]", "[]");
+        assertTrue(message(() -> Metadata.parse(features)).contains("feature extractor"));
+    }
+
+    @Test
     public void malformedMetadata() {
         assertTrue(message(() -> Metadata.parse("{\"labels\": [\"a\",")).contains("not valid JSON"));
         assertTrue(message(() -> Metadata.parse("{\"preprocessing\": {}}")).contains("no labels"));
