@@ -25,12 +25,14 @@ install-dev: $(VENV)/.dev-installed
 
 # The main job: RegNetY-200MF (the kit's reference checkpoint) to full-int8 TFLite and to ONNX,
 # each calibrated and validated on the bundled photographs, then one drift table for both, then the
-# int8 file classifies the bundled photographs through the edge runtime (no TensorFlow there).
+# int8 file classifies the bundled photographs through the edge runtime (no TensorFlow there), and goes
+# into the Android demo's assets (android_demo/README.md builds the app from there).
 demo: $(VENV)/.kit-installed
 	$(PY) -m converters.tflite --variant 200mf --int8
 	$(PY) -m converters.onnx --variant 200mf
 	$(PY) -m converters.validate --variant 200mf artifacts/regnety_200mf_int8.tflite artifacts/regnety_200mf_float32.onnx
 	$(PY) -m edge.classify calibration/samples --model artifacts/regnety_200mf_int8.tflite --top 3
+	$(PY) -m edge.android --model artifacts/regnety_200mf_int8.tflite
 
 test: $(VENV)/.dev-installed java-deps
 	$(PY) -m pytest

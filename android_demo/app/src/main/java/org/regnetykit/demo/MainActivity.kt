@@ -107,6 +107,8 @@ class MainActivity : AppCompatActivity() {
                 show(status = opened.notice ?: opened.summary)
             } catch (e: ModelException) {
                 show(status = "Model problem: ${e.message}")
+            } catch (e: RuntimeException) {
+                show(status = "Model problem: ${e.message ?: e.javaClass.simpleName}")
             }
         }
     }
@@ -131,8 +133,8 @@ class MainActivity : AppCompatActivity() {
                         // Frames arrive in the sensor's orientation: turn them upright before classifying.
                         val image = Pictures.toRgb(it.toBitmap()).rotate(it.imageInfo.rotationDegrees)
                         show(current.classify(image))
-                    } catch (e: ModelException) {
-                        show(status = "Cannot classify this frame: ${e.message}")
+                    } catch (e: RuntimeException) {  // ModelException included: shown, never a crash
+                        show(status = "Cannot classify this frame: ${e.message ?: e.javaClass.simpleName}")
                     }
                 }
             }
@@ -155,7 +157,7 @@ class MainActivity : AppCompatActivity() {
                     picked.setImageBitmap(bitmap)
                 }
                 show(current.classify(Pictures.toRgb(bitmap)))
-            } catch (e: ModelException) {
+            } catch (e: RuntimeException) {  // ModelException included: shown, never a crash
                 show(status = e.message ?: "this photo cannot be classified")
             }
         }

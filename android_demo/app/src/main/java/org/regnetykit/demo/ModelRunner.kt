@@ -68,20 +68,32 @@ class ModelRunner private constructor(
             val model = ByteBuffer.allocateDirect(bytes.size).order(ByteOrder.nativeOrder())
             model.put(bytes).rewind()
             if (accelerator == Accelerator.CPU) {
-                return build(model, metadata, threads, Accelerator.CPU, null)
+                return onCpu(model, metadata, threads, null)
             }
             return try {
                 build(model, metadata, threads, accelerator, null)
             } catch (e: ModelException) {
                 throw e
             } catch (e: Exception) {  // the delegate refused the model, or is missing on this device
-                val why = e.message?.lineSequence()?.firstOrNull()?.take(160) ?: e.javaClass.simpleName
-                build(model, metadata, threads, Accelerator.CPU,
-                    "The $accelerator delegate rejected this model ($why); running on the CPU instead. " +
+                onCpu(model, metadata, threads,
+                    "The $accelerator delegate rejected this model (${firstLine(e)}); running on the CPU instead. " +
                         "Grouped convolutions are a known cause: convert with " +
                         "`python -m converters.tflite --target portable` (or --target nnapi).")
             }
         }
+
+        private fun onCpu(model: ByteBuffer, metadata: Metadata, threads: Int, notice: String?): ModelRunner =
+            try {
+                build(model, metadata, threads, Accelerator.CPU, notice)
+            } catch (e: ModelException) {
+                throw e
+            } catch (e: Exception) {  // LiteRT itself refused the file: say so instead of crashing
+                throw ModelException("LiteRT could not load the model (${firstLine(e)}); re-convert it with the kit " +
+                    "(`--target portable` for older runtimes)")
+            }
+
+        private fun firstLine(e: Exception): String =
+            e.message?.lineSequence()?.firstOrNull()?.take(160) ?: e.javaClass.simpleName
 
         private fun build(model: ByteBuffer, metadata: Metadata, threads: Int, accelerator: Accelerator,
                           notice: String?): ModelRunner {

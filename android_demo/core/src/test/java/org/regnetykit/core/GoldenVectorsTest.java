@@ -70,6 +70,12 @@ public class GoldenVectorsTest {
         return TensorSpec.of(shape, (String) t.get("dtype"), (float) (double) (Double) t.get("scale"), num(t, "zero_point"));
     }
 
+    /** The core as the app builds it: the model's metadata and the tensors the runtime reports. */
+    private static ClassifierCore core(Map<String, Object> model) {
+        return new ClassifierCore(Metadata.parse((String) model.get("metadata")), tensor(model, "input"),
+                tensor(model, "output"));
+    }
+
     @Test
     @SuppressWarnings("unchecked")
     public void resizedPixelsMatchPillowExactly() throws IOException {
@@ -96,8 +102,7 @@ public class GoldenVectorsTest {
     public void modelInputsMatchTheKit() throws IOException {
         int cases = 0;
         for (Map<String, Object> model : list(index, "models")) {
-            ClassifierCore core = new ClassifierCore(Metadata.parse((String) model.get("metadata")),
-                    tensor(model, "input"), tensor(model, "output"));
+            ClassifierCore core = core(model);
             for (Map<String, Object> c : list(model, "cases")) {
                 ByteBuffer actual = core.inputBuffer(images.get((String) c.get("image")));
                 byte[] expected = read((String) c.get("input_file"));
@@ -123,8 +128,7 @@ public class GoldenVectorsTest {
     public void topFiveMatchesTheKit() throws IOException {
         int cases = 0;
         for (Map<String, Object> model : list(index, "models")) {
-            ClassifierCore core = new ClassifierCore(Metadata.parse((String) model.get("metadata")),
-                    tensor(model, "input"), tensor(model, "output"));
+            ClassifierCore core = core(model);
             for (Map<String, Object> c : list(model, "cases")) {
                 ByteBuffer raw = ByteBuffer.wrap(read((String) c.get("output_file"))).order(ByteOrder.LITTLE_ENDIAN);
                 List<Prediction> top = core.topK(raw, 5);
