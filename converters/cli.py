@@ -10,6 +10,7 @@ from calibration.drift import budget_for
 from calibration.representative import DEFAULT_CALIBRATION, MAX_CALIBRATION
 from converters.rewrite import LOWERINGS
 from converters.targets import TARGETS
+from edge.errors import ConfigError
 from models.zoo import VARIANTS
 
 ARTIFACTS_DIR = Path("artifacts")
@@ -28,6 +29,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--labels", metavar="FILE", help="class names, one per line (default: the checkpoint's card, "
                        "else class_0, class_1, ...)")
     group.add_argument("--input-size", type=int, default=224, metavar="N", help="square input size (default 224)")
+    group.add_argument("--saved-model", metavar="DIR",
+                       help="convert a TF Hub-style SavedModel (its serving_default signature) instead of a kit model; "
+                            "needs --preset or --preprocessing")
+    group.add_argument("--preset", metavar="NAME", help="preprocessing of a known SavedModel: "
+                       "regnety200mf-hub, convnext-tiny-hub, efficientnet-b7-hub")
+    group.add_argument("--preprocessing", metavar="JSON", help="preprocessing spec of a --saved-model, as JSON or a "
+                       "file holding it (fields: edge/preprocessing.py)")
     group.add_argument("--head", choices=("classifier", "none"), default="classifier",
                        help="none: drop the classifier, output the pooled features (the TF Hub feature_vector role), "
                             "validated by cosine similarity (default classifier)")
@@ -36,11 +44,29 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                             "(with --int8 --io uint8 the device feeds camera bytes as they are)")
 
 
+def check_lowering(args: argparse.Namespace, lowering: str) -> None:
+    """Refuse a lowering a --saved-model cannot have, before the (possibly large) SavedModel is loaded."""
+    if getattr(args, "saved_model", None) and lowering != "native":
+        raise ConfigError(f"a SavedModel converts as it is: its grouped convs cannot be lowered to {lowering}; use "
+                          "--target xnnpack or gpu, or rebuild the model in Keras with the kit")
+
+
 def source_from(args: argparse.Namespace, normalize_in_model: bool | None = None, head: str | None = None):
     """The reference model the model arguments describe (weights, labels, head, normalization); `validate`
     overrides normalization and head with what an artifact's metadata says."""
-    from converters.source import load_source
+    from converters.source import load_source, read_labels
 
+    if args.saved_model:
+        from converters.saved_model import load_saved_model, preprocessing_for
+
+        if (head or args.head) == "none" or args.weights or args.normalize_in_model:
+            raise ConfigError("--saved-model converts the SavedModel as it is: --head none, --weights and "
+                              "--normalize-in-model do not apply (export a feature_vector module for features)")
+        spec = preprocessing_for(args.preset, args.preprocessing)
+        labels = read_labels(args.labels) if args.labels else None
+        return load_saved_model(args.saved_model, spec, args.preset, labels, log=log)
+    if args.preset or args.preprocessing:
+        raise ConfigError("--preset and --preprocessing describe a --saved-model; pass one")
     if normalize_in_model is None:
         normalize_in_model = args.normalize_in_model or None
     return load_source(args.variant, args.flavour, args.weights, num_classes=args.classes, labels_path=args.labels,

@@ -25,7 +25,6 @@ from converters import cli
 from edge.capture import captured_native_output, tail
 from converters.metadata import embed_onnx
 from converters.pipeline import Plan, Result, finish
-from converters.rewrite import lower_grouped_convs
 from converters.source import Source
 from converters.targets import choose_lowering, get_target
 from edge.atomic import ensure_writable
@@ -103,15 +102,24 @@ def to_onnx(model, opset: int = DEFAULT_OPSET, output_name: str = OUTPUT_NAME):
     import tf2onnx
 
     _deterministic_tf2onnx_nodes()
-    traced = _traceable(model)
-    height, width, channels = traced.input_shape[1:]
+    if hasattr(model, "function"):  # a SavedModel's serving function, already a fixed-size tf.function
+        height, width, channels = model.input_shape[1:]
+        fn = model.function
+    else:
+        traced = _traceable(model)
+        height, width, channels = traced.input_shape[1:]
+        fn = tf.function(lambda x: traced(x, training=False))
     signature = (tf.TensorSpec((None, height, width, channels), tf.float32, name=INPUT_NAME),)
-    fn = tf.function(lambda x: traced(x, training=False))
     with captured_native_output() as captured:
         try:
             proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature, opset=opset)
         except Exception as exc:
             raise ConversionError(f"tf2onnx failed: {str(exc).splitlines()[0][:300]} [{tail(captured())}]") from None
+    calls = sorted({n.op_type for n in proto.graph.node if n.op_type in ("StatefulPartitionedCall", "PartitionedCall")})
+    if calls:
+        raise ConversionError(f"the graph calls TensorFlow functions tf2onnx cannot inline ({', '.join(calls)}); a "
+                              "SavedModel written by Keras 3 compiles its grouped convolutions as such functions: "
+                              "convert it to TFLite, or convert the kit's own Keras model to ONNX")
     unsupported = sorted({n.op_type for n in proto.graph.node if n.domain not in ("", "ai.onnx")})
     if unsupported:
         raise ConversionError(f"tf2onnx left non-ONNX ops {unsupported}; the file would not run")
@@ -218,7 +226,7 @@ def convert(source: Source, plan: Plan, validation: Prepared, opset: int = DEFAU
             log=cli.log) -> Result:
     import onnx
 
-    model = lower_grouped_convs(source.model, plan.lowering)
+    model = source.lowered(plan.lowering)
     reference = source.logits(validation.inputs)
     log(f"converting {source.spec.name} to ONNX {plan.precision} (opset {opset}, grouped convs: {plan.lowering})")
     proto = to_onnx(model, opset, source.output_kind)
@@ -263,6 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError("--activations needs --int8")
     target = get_target(args.target, "onnx")
     lowering = choose_lowering(target, args.grouped_conv)
+    cli.check_lowering(args, lowering)
     precision = "int8" if args.int8 else "float32"
     source = cli.source_from(args)
     spec = source.spec.preprocessing

@@ -148,7 +148,8 @@ def metadata_record(plan: Plan, source: Source, validation: Prepared, drift: Dri
     return {
         "metadata_version": METADATA_VERSION,
         "model": {"name": spec.name, "variant": spec.variant, "flavour": spec.flavour.name,
-                  "num_classes": spec.num_classes, "head": spec.include_head, "macs": count_macs(source.model)},
+                  "num_classes": spec.num_classes, "head": spec.include_head,
+                  "macs": count_macs(source.model) if hasattr(source.model, "layers") else None},
         "labels": list(source.labels),
         "preprocessing": spec.preprocessing.to_dict(),
         "precision": plan.precision,

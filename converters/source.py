@@ -29,6 +29,17 @@ class Source:
     labels: list[str]              # [] for a feature extractor (--head none)
     weights: dict                  # {"path", "sha256", "description"}
 
+    def lowered(self, lowering: str):
+        """The model to convert, its grouped convs in `lowering`. A SavedModel converts as it is."""
+        from converters.rewrite import lower_grouped_convs
+
+        if not hasattr(self.model, "layers"):  # a SavedModel's serving function (converters.saved_model)
+            if lowering != "native":
+                raise ConfigError(f"a SavedModel converts as it is: its grouped convs cannot be lowered to {lowering}; "
+                                  "use --target xnnpack or gpu, or rebuild the model in Keras with the kit")
+            return self.model
+        return lower_grouped_convs(self.model, lowering)
+
     @property
     def output_kind(self) -> str:
         """"logits" (a classifier) or "features" (pooled features, the TF Hub feature_vector role)."""

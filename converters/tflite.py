@@ -20,7 +20,6 @@ from converters import cli
 from edge.capture import captured_native_output, tail
 from converters.metadata import embed_tflite
 from converters.pipeline import Plan, Result, evaluate, finish
-from converters.rewrite import lower_grouped_convs
 from converters.source import Source
 from converters.targets import Target, choose_lowering, get_target
 from edge.atomic import ensure_writable
@@ -45,7 +44,10 @@ def make_converter(model, precision: str, calibration: Prepared | None = None, i
         raise ConfigError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     if io != "float32" and precision != "int8":
         raise ConfigError(f"--io {io} needs --int8 (only a fully integer model has integer I/O)")
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if hasattr(model, "tflite_converter"):  # a SavedModel's serving function
+        converter = model.tflite_converter()
+    else:
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if precision != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -115,7 +117,7 @@ def convert(source: Source, plan: Plan, validation: Prepared, io: str = "float32
     keep_float (full int8 only): layer names to leave in float, or ["auto"]: the fewest of the worst
     layers (1, 2, 4, ...) that bring the drift within budget.
     """
-    model = lower_grouped_convs(source.model, plan.lowering)
+    model = source.lowered(plan.lowering)
     reference = source.logits(validation.inputs)
     log(f"converting {source.spec.name} to TFLite {plan.precision} (grouped convs: {plan.lowering}, "
         f"target {plan.target.name})")
@@ -213,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     target = get_target(args.target, "tflite")
     lowering = choose_lowering(target, args.grouped_conv)
+    cli.check_lowering(args, lowering)
     if args.io != "float32" and args.precision != "int8":
         raise ConfigError(f"--io {args.io} needs --int8 (only a fully integer model has integer I/O)")
     if args.keep_float and (args.precision != "int8" or args.io != "float32"):

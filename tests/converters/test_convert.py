@@ -13,11 +13,9 @@ from PIL import Image
 
 from calibration.drift import budget_for
 from calibration.photos import class_names
-from calibration.representative import calibration_set, validation_set
-from converters import onnx as onnx_conv
+from calibration.representative import calibration_set
 from converters import tflite, validate
 from converters.pipeline import DriftError
-from converters.source import load_source
 from edge.runtime import load
 from edge.tflite_file import CONV_2D, operator_codes
 from tests.artifacts import plan as _plan
@@ -134,7 +132,6 @@ def test_onnx_has_real_grouped_convs_dynamic_batch_and_stays_within_budget(conve
 def test_onnx_export_is_deterministic():
     # Two runs of the exporter, as a user reruns the command: separate processes with different string
     # hashing (tf2onnx's unique-name counters follow it); canonical_names makes the bytes equal.
-    import hashlib
     import os
     import subprocess
     import sys
