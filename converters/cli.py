@@ -18,6 +18,9 @@ ARTIFACTS_DIR = Path("artifacts")
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
+    group.add_argument("--model", default="regnety", choices=("regnety", "convnext_tiny", "efficientnet_b7"),
+                       help="architecture: the kit's RegNetY (default; --variant picks the design point), or the "
+                            "keras.applications ConvNeXt-Tiny / EfficientNet-B7 (normalization inside, [0, 255] input)")
     group.add_argument("--variant", default="200mf", metavar="NAME", help=f"RegNetY design point: {', '.join(VARIANTS)} "
                        "(default 200mf)")
     group.add_argument("--flavour", default="paper", metavar="NAME",
@@ -28,7 +31,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--classes", type=int, metavar="N", help="classifier outputs (default: from the labels, else 1000)")
     group.add_argument("--labels", metavar="FILE", help="class names, one per line (default: the checkpoint's card, "
                        "else class_0, class_1, ...)")
-    group.add_argument("--input-size", type=int, default=224, metavar="N", help="square input size (default 224)")
+    group.add_argument("--input-size", type=int, metavar="N",
+                       help="square input size (default: 224; EfficientNet-B7: 600)")
     group.add_argument("--saved-model", metavar="DIR",
                        help="convert a TF Hub-style SavedModel (its serving_default signature) instead of a kit model; "
                             "needs --preset or --preprocessing")
@@ -67,10 +71,18 @@ def source_from(args: argparse.Namespace, normalize_in_model: bool | None = None
         return load_saved_model(args.saved_model, spec, args.preset, labels, log=log)
     if args.preset or args.preprocessing:
         raise ConfigError("--preset and --preprocessing describe a --saved-model; pass one")
+    if args.model != "regnety":
+        from converters.source import load_application
+
+        if args.normalize_in_model or args.flavour != "paper":
+            raise ConfigError(f"{args.model} normalizes inside the model already; --normalize-in-model and --flavour "
+                              "are RegNetY options")
+        return load_application(args.model, args.weights, num_classes=args.classes, labels_path=args.labels,
+                                input_size=args.input_size, head=head or args.head, log=log)
     if normalize_in_model is None:
         normalize_in_model = args.normalize_in_model or None
     return load_source(args.variant, args.flavour, args.weights, num_classes=args.classes, labels_path=args.labels,
-                       input_size=args.input_size, normalize_in_model=normalize_in_model, head=head or args.head,
+                       input_size=args.input_size or 224, normalize_in_model=normalize_in_model, head=head or args.head,
                        log=log)
 
 

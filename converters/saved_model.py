@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,25 +32,6 @@ PRESETS: dict[str, tuple[PreprocessSpec, str]] = {
                        mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)),
         "EfficientNet-B7 TF Hub module at 600x600: inputs in [0, 1]"),
 }
-
-
-@dataclass(frozen=True)
-class SavedModelFlavour:
-    name: str = "saved_model"
-
-
-@dataclass(frozen=True)
-class SavedModelSpec:
-    """The ModelSpec fields the converters read, for a model that is a SavedModel."""
-
-    name: str
-    preprocessing: PreprocessSpec
-    num_classes: int
-    input_shape: tuple[int, int]
-    include_head: bool = True
-    variant: str = "saved_model"
-    flavour: SavedModelFlavour = field(default_factory=SavedModelFlavour)
-    stages: tuple = ()
 
 
 class ServingFunction:
@@ -112,7 +92,7 @@ def load_saved_model(path: str | Path, spec: PreprocessSpec, name: str | None = 
     found when the SavedModel is not a single-image classifier."""
     import tensorflow as tf
 
-    from converters.source import Source
+    from converters.source import ExternalSpec, Source
 
     path = Path(path)
     if not (path / "saved_model.pb").is_file():
@@ -157,7 +137,7 @@ def load_saved_model(path: str | Path, spec: PreprocessSpec, name: str | None = 
     if labels and len(labels) != classes:
         raise ConfigError(f"{len(labels)} labels but the SavedModel has {classes} outputs; make them agree")
     model_name = name or "saved_model_" + re.sub(r"[^a-z0-9]+", "_", path.resolve().name.lower()).strip("_")
-    model_spec = SavedModelSpec(model_name, spec, classes, (spec.height, spec.width))
+    model_spec = ExternalSpec(model_name, spec, classes, (spec.height, spec.width), flavour="saved_model")
     log(f"model: SavedModel {path} (serving_default: {input_name} {shape} {input_spec.dtype.name} -> {output_name} "
         f"{classes} outputs), traced at {spec.height}x{spec.width}")
     info = {"path": str(path), "sha256": fingerprint(path), "description": "SavedModel (serving_default)"}

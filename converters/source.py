@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import ConfigError, WeightsError
+from edge.preprocessing import PreprocessSpec
 from models.reference import DEFAULT_CHECKPOINT, read_card
 from models.zoo import ModelSpec, build_model, model_spec
 
@@ -20,6 +21,30 @@ RANDOM_SEED = 0
 
 
 HEADS = ("classifier", "none")
+
+
+@dataclass(frozen=True)
+class Flavour:
+    name: str
+
+
+@dataclass(frozen=True)
+class ExternalSpec:
+    """The ModelSpec fields the converters read, for a model outside the kit's RegNetY design space
+    (a keras.applications architecture, or a SavedModel)."""
+
+    name: str
+    preprocessing: PreprocessSpec
+    num_classes: int
+    input_shape: tuple[int, int]
+    include_head: bool = True
+    variant: str = "-"
+    flavour: Flavour | str = "external"
+    stages: tuple = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.flavour, str):
+            object.__setattr__(self, "flavour", Flavour(self.flavour))
 
 
 @dataclass
@@ -77,6 +102,53 @@ def pooled_features(model):
     if not isinstance(head, keras.layers.Dense):
         raise ConfigError(f"{model.name} does not end in a Dense classifier; it has no head to remove")
     return keras.Model(model.inputs, head.input, name=f"{model.name}_features")
+
+
+def load_application(name: str, weights: str | Path | None = None, *, num_classes: int | None = None,
+                     labels_path: str | Path | None = None, input_size: int | None = None, head: str = "classifier",
+                     log=print) -> Source:
+    """A keras.applications architecture (models.applications) with weights from a path, or seeded random."""
+    from dataclasses import replace
+
+    import keras
+
+    from models.applications import build_application, get_application
+
+    if head not in HEADS:
+        raise ConfigError(f"unknown head {head!r}; valid: {', '.join(HEADS)}")
+    app = get_application(name)
+    labels = read_labels(labels_path) if labels_path else None
+    classes = num_classes or (len(labels) if labels else 1000)
+    if labels and len(labels) != classes:
+        raise ConfigError(f"{len(labels)} labels but the model has {classes} classes; make --classes and the labels agree")
+    size = input_size or app.size
+    keras.utils.set_random_seed(RANDOM_SEED)
+    model = build_application(name, classes, size)
+    if weights is None:
+        info = {"path": None, "sha256": None, "description": f"random (seed {RANDOM_SEED})"}
+        log(f"weights: RANDOM (seed {RANDOM_SEED}); the kit has no reference checkpoint for {name}, so drift is "
+            "measured on an untrained network; pass --weights PATH (a Keras .weights.h5 or .keras file)")
+    else:
+        import hashlib
+
+        path = Path(weights)
+        if not path.is_file():
+            raise WeightsError(f"weights file {path} does not exist; pass a Keras .weights.h5 or .keras file")
+        try:
+            model.load_weights(str(path))
+        except Exception as exc:  # Keras raises ValueError/OSError/KeyError variants for files that do not fit
+            raise WeightsError(f"{path} does not fit {name} with {classes} classes at {size}x{size} "
+                               f"({str(exc).splitlines()[0][:200]})") from None
+        info = {"path": _relative(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                "description": "Keras weights"}
+        log(f"weights: {_relative(path)}")
+    spec = ExternalSpec(name, app.preprocessing(size), classes, (size, size), variant=name, flavour="keras.applications")
+    if head == "none":
+        model = pooled_features(model)
+        spec = replace(spec, include_head=False, name=f"{name}_features")
+        log(f"head: none; the model outputs {model.output_shape[-1]} pooled features per image")
+        return Source(model, spec, [], info)
+    return Source(model, spec, labels or [f"class_{i}" for i in range(classes)], info)
 
 
 def load_source(variant: str = "200mf", flavour: str = "paper", weights: str | Path | None = None, *,

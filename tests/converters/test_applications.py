@@ -1,0 +1,42 @@
+"""The other seed architectures (--model convnext_tiny / efficientnet_b7) through the same converters.
+
+Random weights (no checkpoint is reachable here), small inputs to keep the suite short; the drift of
+each precision at the published sizes is measured by the commands in the README."""
+
+import pytest
+
+from converters import tflite
+from converters.source import load_application
+from edge.errors import WeightsError, run_cli
+from edge.runtime import load
+
+
+def test_convnext_tiny_converts_to_tflite(tmp_path, capsys):
+    out = tmp_path / "convnext.tflite"
+    assert run_cli(tflite.main, ["--model", "convnext_tiny", "--input-size", "64", "--out", str(out)]) == 0
+    assert "top-1 agreement 100.00%" in capsys.readouterr().out
+    runner = load(out)
+    meta = runner.metadata
+    assert runner.input.shape == (1, 64, 64, 3) and runner.output.shape == (1, 1000)
+    assert meta["model"]["name"] == "convnext_tiny" and meta["model"]["flavour"] == "keras.applications"
+    assert meta["preprocessing"]["normalize_in_model"] is True and meta["preprocessing"]["interpolation"] == "bicubic"
+    assert meta["weights"]["description"].startswith("random") and meta["model"]["macs"] > 1e8
+    assert meta["drift"]["within_budget"]
+
+
+def test_efficientnet_b7_at_its_published_size_and_as_features():
+    source = load_application("efficientnet_b7", log=lambda m: None)
+    assert source.model.input_shape == (None, 600, 600, 3) and source.model.output_shape == (None, 1000)
+    assert source.spec.preprocessing.crop_fraction == pytest.approx(600 / 632)
+    features = load_application("efficientnet_b7", input_size=64, head="none", log=lambda m: None)
+    assert features.model.output_shape == (None, 2560) and features.output_kind == "features"
+    assert features.spec.name == "efficientnet_b7_features" and features.labels == []
+
+
+def test_weights_that_do_not_fit_are_refused(tmp_path):
+    bad = tmp_path / "other.weights.h5"
+    bad.write_bytes(b"not an HDF5 file")
+    with pytest.raises(WeightsError, match="does not fit convnext_tiny"):
+        load_application("convnext_tiny", bad, input_size=32, log=lambda m: None)
+    with pytest.raises(WeightsError, match="does not exist"):
+        load_application("convnext_tiny", tmp_path / "missing.weights.h5", input_size=32, log=lambda m: None)
