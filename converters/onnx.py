@@ -40,8 +40,8 @@ class ConversionError(KitError):
 
 def _traceable(model):
     """The same model, traceable for tf2onnx: grouped convs as plain tf.nn.convolution (graph mode only),
-    and normalization constants as graph constants (Keras holds them as captured tensors, which tf2onnx
-    would turn into extra graph inputs)."""
+    normalization constants as graph constants (Keras holds them as captured tensors, which tf2onnx
+    would turn into extra graph inputs), and exact GELU written with erf instead of erfc."""
     import keras
     import tensorflow as tf
 
@@ -58,7 +58,15 @@ def _traceable(model):
         def call(self, x):
             return (x - tf.constant(self.mean)) * tf.constant(self.scale)
 
+    class ErfGelu(keras.layers.Layer):
+        """Exact GELU through erf: TensorFlow writes it with erfc, which ONNX has no op for (ConvNeXt)."""
+
+        def call(self, x):
+            return 0.5 * x * (1.0 + tf.math.erf(x * 0.7071067811865476))
+
     def clone(layer):
+        if isinstance(layer, keras.layers.Activation) and layer.get_config().get("activation") == "gelu":
+            return ErfGelu(name=layer.name)
         if isinstance(layer, keras.layers.Normalization):
             return ConstantNormalization(np.asarray(layer.mean), np.asarray(layer.variance), name=layer.name)
         cls = GraphGroupedConv2D if isinstance(layer, keras.layers.Conv2D) and layer.groups > 1 else layer.__class__
