@@ -33,7 +33,7 @@ class ExternalSpec:
     """The ModelSpec fields the converters read, for a model outside the kit's RegNetY design space
     (a keras.applications architecture, or a SavedModel)."""
 
-    name: str
+    base_name: str
     preprocessing: PreprocessSpec
     num_classes: int
     input_shape: tuple[int, int]
@@ -45,6 +45,10 @@ class ExternalSpec:
     def __post_init__(self) -> None:
         if isinstance(self.flavour, str):
             object.__setattr__(self, "flavour", Flavour(self.flavour))
+
+    @property
+    def name(self) -> str:
+        return self.base_name if self.include_head else f"{self.base_name}_features"
 
 
 @dataclass
@@ -94,6 +98,25 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
+def _class_count(labels: list[str] | None, num_classes: int | None) -> int:
+    classes = num_classes or (len(labels) if labels else 1000)
+    if labels and len(labels) != classes:
+        raise ConfigError(f"{len(labels)} labels but the model has {classes} classes; make --classes and the labels agree")
+    return classes
+
+
+def _source(model, spec, labels: list[str] | None, info: dict, head: str, log) -> Source:
+    """The Source of a loaded classifier, or of its pooled features for head "none"."""
+    from dataclasses import replace
+
+    if head == "none":
+        model = pooled_features(model)
+        log(f"head: none; the model outputs {model.output_shape[-1]} pooled features per image, validated by cosine "
+            "similarity against the reference")
+        return Source(model, replace(spec, include_head=False), [], info)
+    return Source(model, spec, labels or [f"class_{i}" for i in range(spec.num_classes)], info)
+
+
 def pooled_features(model):
     """The model up to its classifier: the pooled features that feed the last Dense layer."""
     import keras
@@ -108,8 +131,6 @@ def load_application(name: str, weights: str | Path | None = None, *, num_classe
                      labels_path: str | Path | None = None, input_size: int | None = None, head: str = "classifier",
                      log=print) -> Source:
     """A keras.applications architecture (models.applications) with weights from a path, or seeded random."""
-    from dataclasses import replace
-
     import keras
 
     from models.applications import build_application, get_application
@@ -118,9 +139,7 @@ def load_application(name: str, weights: str | Path | None = None, *, num_classe
         raise ConfigError(f"unknown head {head!r}; valid: {', '.join(HEADS)}")
     app = get_application(name)
     labels = read_labels(labels_path) if labels_path else None
-    classes = num_classes or (len(labels) if labels else 1000)
-    if labels and len(labels) != classes:
-        raise ConfigError(f"{len(labels)} labels but the model has {classes} classes; make --classes and the labels agree")
+    classes = _class_count(labels, num_classes)
     size = input_size or app.size
     keras.utils.set_random_seed(RANDOM_SEED)
     model = build_application(name, classes, size)
@@ -143,12 +162,7 @@ def load_application(name: str, weights: str | Path | None = None, *, num_classe
                 "description": "Keras weights"}
         log(f"weights: {_relative(path)}")
     spec = ExternalSpec(name, app.preprocessing(size), classes, (size, size), variant=name, flavour="keras.applications")
-    if head == "none":
-        model = pooled_features(model)
-        spec = replace(spec, include_head=False, name=f"{name}_features")
-        log(f"head: none; the model outputs {model.output_shape[-1]} pooled features per image")
-        return Source(model, spec, [], info)
-    return Source(model, spec, labels or [f"class_{i}" for i in range(classes)], info)
+    return _source(model, spec, labels, info, head, log)
 
 
 def load_source(variant: str = "200mf", flavour: str = "paper", weights: str | Path | None = None, *,
@@ -159,8 +173,6 @@ def load_source(variant: str = "200mf", flavour: str = "paper", weights: str | P
     head "none" keeps the weights' whole model for loading, then cuts it before the classifier: the
     reference and every artifact output pooled features.
     """
-    from dataclasses import replace
-
     from models.weights import load_weights
 
     if head not in HEADS:
@@ -176,9 +188,7 @@ def load_source(variant: str = "200mf", flavour: str = "paper", weights: str | P
     if weights is not None:
         card = read_card(Path(weights))
     labels = read_labels(labels_path) if labels_path else (card or {}).get("labels")
-    classes = num_classes or (len(labels) if labels else 1000)
-    if labels and len(labels) != classes:
-        raise ConfigError(f"{len(labels)} labels but the model has {classes} classes; make --classes and the labels agree")
+    classes = _class_count(labels, num_classes)
     spec = model_spec(variant, flavour, num_classes=classes, input_size=input_size,
                       normalize_in_model=normalize_in_model)
     if weights is None:
@@ -197,11 +207,5 @@ def load_source(variant: str = "200mf", flavour: str = "paper", weights: str | P
         info = {"path": shown, "sha256": report.sha256, "description": kind}
         note = f", held-out top-1 {card['heldout_top1']:.1%}" if card and "heldout_top1" in card else ""
         log(f"weights: {kind} {shown} (sha256 {report.sha256[:12]}{note})")
-    if head == "none":
-        model = pooled_features(model)
-        spec = replace(spec, include_head=False)
-        log(f"head: none; the model outputs {model.output_shape[-1]} pooled features per image, validated by cosine "
-            "similarity against the reference")
-        return Source(model, spec, [], info)
-    return Source(model, spec, labels or [f"class_{i}" for i in range(classes)], info)
+    return _source(model, spec, labels, info, head, log)
 

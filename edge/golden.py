@@ -25,7 +25,7 @@ from edge.classifier import Classifier
 from edge.errors import KitError, run_cli
 from edge.images import load_image, resize_and_crop, to_input
 from edge.preprocessing import PreprocessSpec
-from edge.runtime import RuntimeOptions, quantize
+from edge.runtime import RuntimeOptions, dequantize, quantize
 
 BUNDLED = Path(__file__).resolve().parents[1] / "calibration" / "samples"
 DEFAULT_PHOTOS = ("chelsea", "coffee", "rocket")
@@ -104,8 +104,7 @@ def _model_cases(model: Path, images, work: Path) -> dict:
         x = to_input(im, classifier.spec)[None]
         tensor = quantize(x, runner.input) if runner.input.quantized else x.astype(np.float32)
         raw = runner.run_raw(tensor)
-        logits = runner.run(x)[0]   # the same run through the float interface, dequantized
-        top = classifier.predictions(logits, 5)
+        top = classifier.predictions(dequantize(raw, runner.output)[0], 5)
         (folder / f"{name}.input").write_bytes(np.ascontiguousarray(tensor).astype(tensor.dtype.newbyteorder("<")).tobytes())
         (folder / f"{name}.output").write_bytes(np.ascontiguousarray(raw).astype(raw.dtype.newbyteorder("<")).tobytes())
         entry["cases"].append({"image": name, "input_file": f"models/{model.stem}/{name}.input",
