@@ -95,9 +95,16 @@ def calibration_set(spec: PreprocessSpec, folder: str | Path | None = None, coun
 
 
 def validation_set(spec: PreprocessSpec, folder: str | Path | None = None, limit: int | None = None) -> Prepared:
-    """The validation images in file order: `folder`, or the held-out crops of the bundled photographs."""
+    """The validation images in file order: `folder`, or the held-out crops of the bundled photographs.
+
+    `limit` takes the first images of a folder; of the bundled photographs, as many crops of each
+    (limit / 11, rounded up) so that every photograph stays in the set.
+    """
+    if limit is not None and limit < 1:
+        raise DatasetError(f"validation size must be at least 1, got {limit}")
     if folder is None:
-        images = photo_crops("heldout", DEFAULT_VALIDATION_PER_CLASS)
+        per_class = DEFAULT_VALIDATION_PER_CLASS if limit is None else math.ceil(limit / len(class_names()))
+        images = photo_crops("heldout", per_class)
     else:
         images = scan_folder(folder)
     return _prepare(images, spec, limit, None, "validation")

@@ -288,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError(f"--out must end in .onnx, got {out}")
     ensure_writable(out)
     calibration = calibration_set(spec, args.calib, args.calib_size, args.seed) if args.int8 else None
-    validation = validation_set(spec, args.data)
+    validation = validation_set(spec, args.data, args.val_size)
     if args.data:  # the bundled crops are labelled for the reference checkpoint only
         validation.check_labels(source.labels)
     budget = cli.budget_from(args, precision, features=source.output_kind == "features")

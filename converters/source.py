@@ -1,8 +1,9 @@
 """The reference model a conversion starts from: architecture, weights, labels, preprocessing.
 
 Without `--weights`, RegNetY-200MF (paper flavour) uses the kit's reference checkpoint
-(`models.reference`); other variants and flavours get seeded random weights, said loudly, since drift
-measured on an untrained network says little.
+(`models.reference`), and ConvNeXt-Tiny / EfficientNet-B7 theirs (`models.app_reference`); other
+variants and flavours get seeded random weights, said loudly, since drift measured on an untrained
+network says little.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ import numpy as np
 
 from edge.errors import ConfigError, WeightsError
 from edge.preprocessing import PreprocessSpec
+from models.app_reference import SEED as RANDOM_SEED  # the one seed of every random model
 from models.reference import DEFAULT_CHECKPOINT, read_card
 from models.zoo import ModelSpec, build_model, model_spec
-
-RANDOM_SEED = 0
 
 
 HEADS = ("classifier", "none")
@@ -131,25 +131,36 @@ def load_application(name: str, weights: str | Path | None = None, *, num_classe
                      labels_path: str | Path | None = None, input_size: int | None = None, head: str = "classifier",
                      log=print) -> Source:
     """A keras.applications architecture (models.applications) with weights from a path, or seeded random."""
-    import keras
+    import hashlib
 
-    from models.applications import build_application, get_application
+    from models.app_reference import apply as apply_reference
+    from models.app_reference import checkpoint_path, reference_card, seeded
+    from models.applications import get_application
 
     if head not in HEADS:
         raise ConfigError(f"unknown head {head!r}; valid: {', '.join(HEADS)}")
     app = get_application(name)
-    labels = read_labels(labels_path) if labels_path else None
+    card = reference_card(name) if weights is None and labels_path is None else None
+    if card and num_classes not in (None, card["num_classes"]):
+        card = None
+    labels = read_labels(labels_path) if labels_path else (card or {}).get("labels")
     classes = _class_count(labels, num_classes)
     size = input_size or app.size
-    keras.utils.set_random_seed(RANDOM_SEED)
-    model = build_application(name, classes, size)
-    if weights is None:
+    model = seeded(name, classes, size)  # the seed the kit's reference was made on
+    if card:
+        path = checkpoint_path(name)
+        apply_reference(model, path, card)
+        info = {"path": _relative(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                "description": "the kit's reference (seeded backbone conditioned on the photographs, linear "
+                               "classifier trained on them; not ImageNet weights)"}
+        log(f"weights: the kit's reference {_relative(path)} (held-out top-1 {card['heldout_top1']:.1%} at "
+            f"{card['input_size']}px; a seeded backbone with a trained linear classifier, not ImageNet weights; "
+            "pass --weights PATH for real ones)")
+    elif weights is None:
         info = {"path": None, "sha256": None, "description": f"random (seed {RANDOM_SEED})"}
-        log(f"weights: RANDOM (seed {RANDOM_SEED}); the kit has no reference checkpoint for {name}, so drift is "
-            "measured on an untrained network; pass --weights PATH (a Keras .weights.h5 or .keras file)")
+        log(f"weights: RANDOM (seed {RANDOM_SEED}); no reference checkpoint for {name} with {classes} classes, so "
+            "drift is measured on an untrained network; pass --weights PATH (a Keras .weights.h5 or .keras file)")
     else:
-        import hashlib
-
         path = Path(weights)
         if not path.is_file():
             raise WeightsError(f"weights file {path} does not exist; pass a Keras .weights.h5 or .keras file")

@@ -163,6 +163,8 @@ def _keep_float(model, source, plan, validation, reference, full: bytes, full_ev
     plan.extra["keep_float"] = {
         "requested": keep, "layers": sorted(dict.fromkeys(e.layer for e in chosen)), "tensors": len(chosen),
         "worst_layers": [e.__dict__ | {"layer": e.layer} for e in errors[:10]],
+        "full_int8_drift": {"top1_agreement": full_eval.drift.top1_agreement, "sqnr_db": full_eval.drift.sqnr_db,
+                            "violations": full_eval.violations},
         "size_bytes": len(data), "size_bytes_full_int8": len(full), "p50_ms": kept_ms, "p50_ms_full_int8": full_ms,
     }
     log(f"kept in float: {len(chosen)} tensors ({', '.join(plan.extra['keep_float']['layers'][:8]) or 'none'}); "
@@ -228,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError(f"--out must end in .tflite, got {out}")
     ensure_writable(out)
     calibration = calibration_set(spec, args.calib, args.calib_size, args.seed) if args.precision == "int8" else None
-    validation = validation_set(spec, args.data)
+    validation = validation_set(spec, args.data, args.val_size)
     if args.data:  # the bundled crops are labelled for the reference checkpoint only
         validation.check_labels(source.labels)
     budget = cli.budget_from(args, args.precision, features=source.output_kind == "features")

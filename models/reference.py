@@ -64,7 +64,7 @@ def _spec(size: int, num_classes: int):
     return model_spec(VARIANT, num_classes=num_classes, input_size=size)
 
 
-def _arrays(split: str, per_class: int, seed: int, spec, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def crop_arrays(split: str, per_class: int, seed: int, spec, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
     from calibration.photos import photo_crops
 
     pairs = list(photo_crops(split, per_class, seed).decoded(spec))
@@ -99,7 +99,7 @@ def train(config: TrainConfig, log=print):
         spec = _spec(size, len(classes)).preprocessing
         for _ in range(epochs):
             start = time.perf_counter()
-            x, y = _arrays("train", per_class, config.seed * 1000 + epoch, spec, classes)
+            x, y = crop_arrays("train", per_class, config.seed * 1000 + epoch, spec, classes)
             hist = model.fit(x, keras.utils.to_categorical(y, len(classes)), batch_size=config.batch,
                              epochs=1, shuffle=True, verbose=0)
             epoch += 1
@@ -114,7 +114,7 @@ def train(config: TrainConfig, log=print):
 
 
 def heldout_top1(model, classes: list[str], per_class: int, seed: int = 0) -> float:
-    x, y = _arrays("heldout", per_class, seed, _spec(224, len(classes)).preprocessing, classes)
+    x, y = crop_arrays("heldout", per_class, seed, _spec(224, len(classes)).preprocessing, classes)
     logits = model.predict(x, batch_size=32, verbose=0)
     return float(np.mean(np.argmax(logits, axis=1) == y))
 

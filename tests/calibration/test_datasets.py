@@ -128,3 +128,11 @@ def test_photo_crops_are_reproducible_inside_the_photo_and_differ_by_split():
         left, top, right, bottom = s.box
         assert 0 <= left < right <= w and 0 <= top < bottom <= h
         assert 0.05 <= (right - left) * (bottom - top) / (w * h) <= 0.55
+
+
+def test_a_smaller_validation_set_keeps_every_photograph(tmp_path):
+    small = validation_set(SPEC, None, 22)  # --val-size 22
+    assert len(small.inputs) == 22 and sorted(set(small.labels)) == class_names()
+    assert all(small.labels.count(c) == 2 for c in class_names())
+    with pytest.raises(DatasetError, match="validation size must be at least 1"):
+        validation_set(SPEC, None, 0)

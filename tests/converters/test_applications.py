@@ -1,7 +1,7 @@
 """The other seed architectures (--model convnext_tiny / efficientnet_b7) through the same converters.
 
-Random weights (no checkpoint is reachable here), small inputs to keep the suite short; the drift of
-each precision at the published sizes is measured by the commands in the README."""
+The kit's references (models.app_reference) at small inputs to keep the suite short; the drift of each
+precision at the published sizes is measured by benchmarks/zoo.sh (benchmarks/zoo.md)."""
 
 import pytest
 
@@ -20,15 +20,16 @@ def test_convnext_tiny_converts(tmp_path, capsys, module, fmt):
     assert "top-1 agreement 100.00%" in capsys.readouterr().out
     runner = load(out)
     meta = runner.metadata
-    assert runner.input.shape[1:] == (64, 64, 3) and runner.output.shape[-1] == 1000  # ONNX: dynamic batch
+    assert runner.input.shape[1:] == (64, 64, 3) and runner.output.shape[-1] == 11  # ONNX: dynamic batch
     assert meta["model"]["name"] == "convnext_tiny" and meta["model"]["flavour"] == "keras.applications"
     assert meta["preprocessing"]["normalize_in_model"] is True and meta["preprocessing"]["interpolation"] == "bicubic"
-    assert meta["weights"]["description"].startswith("random") and meta["model"]["macs"] > 1e8
+    assert meta["weights"]["description"].startswith("the kit's reference") and meta["model"]["macs"] > 1e8
+    assert meta["labels"][0] == "astronaut" and meta["drift"]["reference_accuracy"] is not None
     assert meta["drift"]["within_budget"]
 
 
 def test_efficientnet_b7_at_its_published_size_and_as_features():
-    source = load_application("efficientnet_b7", log=lambda m: None)
+    source = load_application("efficientnet_b7", num_classes=1000, log=lambda m: None)
     assert source.model.input_shape == (None, 600, 600, 3) and source.model.output_shape == (None, 1000)
     assert source.spec.preprocessing.crop_fraction == pytest.approx(600 / 632)
     features = load_application("efficientnet_b7", input_size=64, head="none", log=lambda m: None)

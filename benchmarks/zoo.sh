@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# One seed model through every format and precision, then its latency: the README's seed-model table.
+#   usage: benchmarks/zoo.sh convnext_tiny|efficientnet_b7   (ConvNeXt-Tiny about 40 minutes, EfficientNet-B7 hours)
+# Artifacts go to benchmarks/artifacts/MODEL/ (not committed); their drift reports and the latency rows are
+# gathered into benchmarks/zoo.md by benchmarks/zoo_table.py. Every precision is written with --allow-drift so
+# the table can show what is over budget, except the selective int8 (--keep-float auto), which must meet it.
+set -euo pipefail
+model=${1:?usage: benchmarks/zoo.sh convnext_tiny|efficientnet_b7}
+py=${PYTHON:-.venv/bin/python}
+dir=benchmarks/artifacts/$model
+mkdir -p "$dir"
+models=()
+convert() {  # convert <module> <file> <args...>
+  local module=$1 file=$2; shift 2
+  [ -f "$dir/$file" ] || "$py" -m "converters.$module" --model "$model" --out "$dir/$file" "$@" \
+    || echo "zoo.sh: $file not written (see above); the table goes on without it" >&2
+  [ ! -f "$dir/$file" ] || models+=(--model "$dir/$file")
+}
+convert tflite "${model}_float32.tflite" --allow-drift
+convert tflite "${model}_float16.tflite" --fp16 --allow-drift
+convert tflite "${model}_dynamic.tflite" --dynamic --allow-drift
+convert tflite "${model}_int8.tflite" --int8 --allow-drift
+convert tflite "${model}_int8_keep_float.tflite" --int8 --keep-float auto
+convert onnx "${model}_float32.onnx" --allow-drift
+convert onnx "${model}_int8.onnx" --int8 --allow-drift
+runs=${RUNS:-30}
+"$py" -m edge.benchmark "${models[@]}" --threads 2 --runs "$runs" --warmup 3 --batch 1 \
+  --json "benchmarks/$model.json" | tee "benchmarks/$model.md"
+"$py" benchmarks/zoo_table.py > benchmarks/zoo.md
