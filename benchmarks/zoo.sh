@@ -26,4 +26,11 @@ convert onnx "${model}_int8.onnx" --int8 --allow-drift
 runs=${RUNS:-30}
 "$py" -m edge.benchmark "${models[@]}" --threads 2 --runs "$runs" --warmup 3 --batch 1 \
   --json "benchmarks/$model.json" | tee "benchmarks/$model.md"
+# The same selective int8 under a stricter budget (logit error at most 1% of the range), to see which layers
+# it keeps in float and what they cost when full int8 already meets the default budget.
+strict=benchmarks/artifacts/${model}_strict/${model}_int8_keep_float_max_error_1pct.tflite
+[ -f "$strict" ] || "$py" -m converters.tflite --model "$model" --int8 --keep-float auto --max-error 0.01 --out "$strict" \
+  || echo "zoo.sh: $strict not written (see above)" >&2
+[ ! -f "$strict" ] || "$py" -m edge.benchmark --model "$strict" --threads 2 --runs "$runs" --warmup 3 --batch 1 \
+  --json "benchmarks/${model}_strict.json" > /dev/null
 "$py" benchmarks/zoo_table.py > benchmarks/zoo.md

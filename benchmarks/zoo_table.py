@@ -19,6 +19,7 @@ MODELS = {  # artifacts folder -> (benchmark JSON, title, which of its files mak
     "200mf": ("200mf.json", "RegNetY-200MF (kit reference)", ("float32_native.tflite", "float16_native.tflite",
               "dynamic_native.tflite", "int8_native.tflite", "float32.onnx", "int8.onnx")),
     "convnext_tiny": ("convnext_tiny.json", "ConvNeXt-Tiny 224 (kit reference)", None),
+    "convnext_tiny_strict": ("convnext_tiny_strict.json", "ConvNeXt-Tiny 224, `--max-error 0.01`", None),
     "efficientnet_b7": ("efficientnet_b7.json", "EfficientNet-B7 600 (kit reference)", None),
 }
 
@@ -48,7 +49,8 @@ def rows(folder: str, bench: str, title: str, pick) -> list[str]:
         artifact = report.name.removesuffix(".json")
         drift = meta["drift"]
         kept = meta.get("keep_float", {})
-        precision = meta["precision"] + (f" + {kept['tensors']} float tensors" if kept.get("tensors") else "")
+        precision = meta["precision"] + (f", keep-float {' '.join(kept['requested'])}: {kept['tensors']} tensors in float"
+                                          if kept else "")
         accuracy = (f"{drift['reference_accuracy']:.1%} → {drift['artifact_accuracy']:.1%}"
                     if drift.get("reference_accuracy") is not None else "")
         verdict = "within" if drift["within_budget"] else "over: " + "; ".join(drift["violations"])

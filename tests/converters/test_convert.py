@@ -165,6 +165,8 @@ def test_keep_float_auto_grows_the_float_set_until_the_budget_holds(tmp_path, so
     assert result.violations == [] and result.drift.top1_agreement >= 0.70
     assert kept["tensors"] in (4, 8, 16)  # the smallest power of two that met the budget
     assert kept["size_bytes"] > kept["size_bytes_full_int8"]
+    full = kept["full_int8_drift"]  # what keeping layers in float bought, recorded beside its cost
+    assert full["violations"] and full["top1_agreement"] < 0.70 <= result.drift.top1_agreement
     assert kept["worst_layers"][0]["error_steps"] > 10  # the debugger names a clearly broken layer
 
 
