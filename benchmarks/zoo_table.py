@@ -20,7 +20,7 @@ MODELS = {  # artifacts folder -> (benchmark JSON, title, which of its files mak
               "dynamic_native.tflite", "int8_native.tflite", "float32.onnx", "int8.onnx")),
     "convnext_tiny": ("convnext_tiny.json", "ConvNeXt-Tiny 224 (kit reference)", None),
     "convnext_tiny_strict": ("convnext_tiny_strict.json", "ConvNeXt-Tiny 224, `--max-error 0.01`", None),
-    "efficientnet_b7": ("efficientnet_b7.json", "EfficientNet-B7 600 (kit reference)", None),
+    "efficientnet_b7": ("efficientnet_b7.json", "EfficientNet-B7 600 (seeded random weights, 22 crops)", None),
 }
 
 

@@ -9,6 +9,15 @@ A grouped Conv2D (groups = G) is rewritten, weights and all, into ops every runt
 
 Each rewrite computes the same function: the split and depthwise forms do the very same
 multiply-adds, the dense form adds exact zeros. Tests hold them to 1e-5 relative on whole models.
+
+A grouped conv with one input channel per group is a depthwise conv written as a grouped one (Keras 3's
+ConvNeXt writes its 7x7 convs so); every lowering writes it as a DepthwiseConv2D, which every runtime has.
+
+Depthwise kernels with many taps are a cliff on XNNPACK (LiteRT 2.3.0, this AVX2 machine, 56x56x96, 2 threads):
+up to 25 taps it runs fast, from 35 taps on it falls to a slow path, 17x slower than 5x5 for a 7x7 in float32 and
+53x in int8 (3.11 vs 0.18 ms; 13.7 vs 0.26 ms), slower than the builtin kernels (benchmarks/depthwise_taps.md).
+`split_depthwise_taps` rewrites such a conv as bands of kernel rows, each a small depthwise conv on a slice of the
+padded input, summed: the same multiply-adds, exact in float (int8 rounds each band's sum once more).
 """
 
 from __future__ import annotations
@@ -60,36 +69,109 @@ def lower_grouped_convs(model, lowering: str):
     if lowering not in LOWERINGS:
         raise ConfigError(f"unknown grouped-conv lowering {lowering!r}; valid: {', '.join(LOWERINGS)}")
     grouped = grouped_convs(model)
-    if lowering == "native" or not grouped:
-        return model
     if lowering == "depthwise":
         wide = [g for g in grouped if g.group_width != 1]
         if wide:
             raise ConfigError(
                 f"the depthwise lowering needs group width 1, but {wide[0].name} has group width "
                 f"{wide[0].group_width} ({len(wide)} such convs); use split or dense")
+    if not any(lowering != "native" or g.group_width == 1 for g in grouped):
+        return model
+    rewrite: Callable = {"native": None, "split": _split, "depthwise": _depthwise, "dense": _dense}[lowering]
+
+    def replace(layer):
+        if not _is_grouped(layer):
+            return None
+        return _depthwise if layer.kernel.shape[2] == 1 else rewrite
+
+    return _rewritten(model, replace, f"{model.name}_{lowering}")
+
+
+def _rewritten(model, replace: Callable, name: str):
+    """A clone of the functional `model` in which each layer for which replace(layer) gives a function
+    f(layer, x) -> y is replaced by the layers f builds (with their weights); the rest keep theirs."""
     import keras
 
-    rewrite: Callable = {"split": _split, "depthwise": _depthwise, "dense": _dense}[lowering]
-    originals = {layer.name: layer for layer in model.layers if not _is_grouped(layer)}
+    originals = {layer.name: layer for layer in model.layers if not replace(layer)}
 
     def clone(layer):
-        if _is_grouped(layer):
+        if replace(layer):
             return layer  # a placeholder: `call` below replaces it, the original is never called
         return layer.__class__.from_config(layer.get_config())
 
     def call(layer, *args, **kwargs):
-        if _is_grouped(layer):
-            return rewrite(layer, args[0])
-        return layer(*args, **kwargs)
+        rewrite = replace(layer)
+        return rewrite(layer, args[0]) if rewrite else layer(*args, **kwargs)
 
     lowered = keras.models.clone_model(model, clone_function=clone, call_function=call)
     for layer in lowered.layers:
         source = originals.get(layer.name)
-        if source is not None and layer.weights:  # the rewritten convs came with their weights
+        if source is not None and layer.weights:  # the rewritten layers came with their weights
             layer.set_weights(source.get_weights())
-    lowered.name = f"{model.name}_{lowering}"
+    lowered.name = name
     return lowered
+
+
+def _splittable(layer, max_taps: int) -> bool:
+    from keras import layers
+
+    if not isinstance(layer, layers.DepthwiseConv2D) or tuple(layer.dilation_rate) != (1, 1):
+        return False
+    kh, kw = layer.kernel_size
+    return kh * kw > max_taps and kw <= max_taps and layer.data_format == "channels_last"
+
+
+def large_depthwise_convs(model, max_taps: int) -> list[str]:
+    """Names of the depthwise convs with more than max_taps taps that `split_depthwise_taps` rewrites."""
+    return [layer.name for layer in model.layers if _splittable(layer, max_taps)]
+
+
+def split_depthwise_taps(model, max_taps: int | None):
+    """A new model computing the same function with every depthwise conv of more than max_taps taps written as
+    bands of at most max_taps (see the module's docstring). None, or nothing to split: the model itself."""
+    if not max_taps or not large_depthwise_convs(model, max_taps):
+        return model
+    return _rewritten(model, lambda layer: (lambda lay, x: _banded(lay, x, max_taps)) if _splittable(layer, max_taps)
+                      else None, f"{model.name}_bands")
+
+
+def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's SAME padding (before, after) along one axis."""
+    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def _banded(layer, x, max_taps: int):
+    """A depthwise conv as row bands: pad as the conv would, slice the rows each band sees, convolve VALID, add."""
+    from keras import layers
+
+    kernel, bias = _kernel_and_bias(layer)  # (kh, kw, C, multiplier)
+    (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
+    height, width = x.shape[1], x.shape[2]
+    if layer.padding == "same":
+        if height is None or width is None:
+            raise ConfigError(f"{layer.name}: splitting a {kh}x{kw} depthwise conv needs a fixed input size")
+        pad = (_same_padding(height, kh, sh), _same_padding(width, kw, sw))
+        if any(pad[0] + pad[1]):
+            x = layers.ZeroPadding2D(pad, name=f"{layer.name}_pad")(x)
+            height += sum(pad[0])
+    out_height = (height - kh) // sh + 1
+    rows = max(1, max_taps // kw)
+    parts = []
+    for top in range(0, kh, rows):
+        band = min(rows, kh - top)
+        below = height - (top + (out_height - 1) * sh + band)
+        sliced = layers.Cropping2D(((top, below), (0, 0)), name=f"{layer.name}_rows{top}_slice")(x)
+        conv = layers.DepthwiseConv2D((band, kw), strides=layer.strides, padding="valid",
+                                      depth_multiplier=layer.depth_multiplier, use_bias=bias is not None and not parts,
+                                      name=f"{layer.name}_rows{top}")
+        parts.append(_apply(conv, sliced, kernel[top:top + band], bias if not parts else None))
+    linear = getattr(layer.activation, "__name__", "linear") == "linear"
+    y = parts[0]
+    for i, part in enumerate(parts[1:], 1):
+        last = i == len(parts) - 1 and linear  # the conv's output keeps the conv's name
+        y = layers.Add(name=layer.name if last else f"{layer.name}_sum{i}")([y, part])
+    return y if linear else layers.Activation(layer.activation, name=layer.name)(y)
 
 
 def _conv_like(layer, filters: int, name: str):

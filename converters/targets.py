@@ -20,13 +20,14 @@ class Target:
     lowering: str               # default grouped-conv lowering
     forbids_grouped_conv: bool  # the runtime rejects CONV_2D v6 (grouped): lowering "native" is refused
     reason: str
+    max_depthwise_taps: int | None = None  # depthwise convs with more taps are split in bands (converters.rewrite)
 
 
 # Speeds: benchmarks/README.md (RegNetY-200MF, 2 threads, batch 1, this project's CPU machine).
 TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("xnnpack", "tflite", "native", False,
            "LiteRT's default CPU path: XNNPACK runs grouped CONV_2D (op v6) natively; measured fastest "
-           "(200MF float32 3.3 ms vs split 5.1, dense 11.1)"),
+           "(200MF float32 3.3 ms vs split 5.1, dense 11.1)", max_depthwise_taps=25),
     Target("gpu", "tflite", "native", False,
            "the GPU delegate accepts grouped CONV_2D; published RegNetX-400MF figures (Galaxy S22, TFLite 2.10): "
            "native 7.6 ms vs split+concat 43.7 ms on the GPU"),

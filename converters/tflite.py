@@ -20,6 +20,7 @@ from converters import cli
 from edge.capture import captured_native_output, tail
 from converters.metadata import embed_tflite
 from converters.pipeline import Plan, Result, evaluate, finish
+from converters.rewrite import large_depthwise_convs, split_depthwise_taps
 from converters.source import Source
 from converters.targets import Target, choose_lowering, get_target
 from edge.atomic import ensure_writable
@@ -117,7 +118,13 @@ def convert(source: Source, plan: Plan, validation: Prepared, io: str = "float32
     keep_float (full int8 only): layer names to leave in float, or ["auto"]: the fewest of the worst
     layers (1, 2, 4, ...) that bring the drift within budget.
     """
-    model = source.lowered(plan.lowering)
+    model, taps = source.lowered(plan.lowering), plan.target.max_depthwise_taps
+    banded = large_depthwise_convs(model, taps) if taps and hasattr(model, "layers") else []
+    if banded:
+        model = split_depthwise_taps(model, taps)
+        plan.extra["depthwise_bands"] = {"max_taps": taps, "layers": banded}
+        log(f"{len(banded)} depthwise convs of more than {taps} taps split in bands of kernel rows (XNNPACK runs "
+            f"larger kernels on a slow path; --target portable keeps them whole)")
     reference = source.logits(validation.inputs)
     log(f"converting {source.spec.name} to TFLite {plan.precision} (grouped convs: {plan.lowering}, "
         f"target {plan.target.name})")

@@ -2,7 +2,8 @@
 
 LiteRT's Python package has no op profiler, so this one cuts the file itself: every operator becomes
 a one-op model (the same op, options, weights and quantization, its activations as inputs), timed
-in the same runtime with the same kernels and threads as the whole model. Ops are then summed by
+in the same runtime with the same kernels and threads as the whole model. Each one-op model is fed the
+values its inputs take in one run of the whole model, so computed shapes (a RESHAPE's target) are real. Ops are then summed by
 kind (op type and shape class: grouped 3x3 conv, 1x1 conv, SE's 1x1-on-1x1 conv, ...), so two files
 (float32 and int8, native and split) compare kind by kind. The sum of the per-op medians is printed
 beside the whole model's p50: the gap is the per-invoke overhead that one-op models each pay and a
@@ -102,8 +103,11 @@ def _classify(op: str, shapes_in: list, shapes_out: list) -> tuple[str, int]:
     return op, 0
 
 
-def single_op_models(data: bytes, name: str):
-    """Yield (OpTiming without its time, one-op model bytes) for each operator of subgraph 0."""
+def single_op_models(data: bytes, name: str, shapes: dict[int, tuple[int, ...]] | None = None):
+    """Yield (OpTiming without its time, one-op model bytes) for each operator of subgraph 0.
+
+    shapes: the shape each tensor (by index) took in a run of the whole model; tensors whose size the file
+    leaves to run time (a dynamic batch, a computed RESHAPE target) get it, so each op runs at its real size."""
     import flatbuffers
 
     schema = _schema()
@@ -132,6 +136,8 @@ def single_op_models(data: bytes, name: str):
         for t in remap:
             clone = schema.TensorT()
             clone.__dict__.update(tensors[t].__dict__)
+            if shapes and t in shapes and not constant(t):
+                clone.shape, clone.shapeSignature = list(shapes[t]), None
             # weights keep their data; every activation gets its own empty buffer slot
             new_buffers.append(buffers[tensors[t].buffer] if constant(t) else schema.BufferT())
             clone.buffer = len(new_buffers) - 1
@@ -152,8 +158,9 @@ def single_op_models(data: bytes, name: str):
         single.buffers = new_buffers
         builder = flatbuffers.Builder(1024)
         builder.Finish(single.Pack(builder), file_identifier=b"TFL3")
-        shapes_in = [list(tensors[t].shape) for t in op.inputs if t >= 0]
-        shapes_out = [list(tensors[t].shape) for t in op.outputs]
+        shape = (lambda t: list(shapes[t]) if shapes and t in shapes else list(tensors[t].shape))
+        shapes_in = [shape(t) for t in op.inputs if t >= 0]
+        shapes_out = [shape(t) for t in op.outputs]
         kind, macs = _classify(op_name, shapes_in, shapes_out)
         out_tensor = tensors[op.outputs[0]]
         dtype = type_names.get(out_tensor.type, str(out_tensor.type))
@@ -170,9 +177,11 @@ def _random_input(detail: dict, rng: np.random.Generator) -> np.ndarray:
     return rng.standard_normal(shape).astype(dtype)
 
 
-def _median_ms(interpreter, runs: int, warmup: int, rng: np.random.Generator) -> float:
+def _median_ms(interpreter, runs: int, warmup: int, rng: np.random.Generator, values=None) -> float:
+    """values(detail): the input's value from a whole-model run, or None for random data."""
     for detail in interpreter.get_input_details():
-        interpreter.set_tensor(detail["index"], _random_input(detail, rng))
+        value = values(detail) if values else None
+        interpreter.set_tensor(detail["index"], _random_input(detail, rng) if value is None else value)
     for _ in range(warmup):
         interpreter.invoke()
     times = np.empty(runs)
@@ -181,6 +190,32 @@ def _median_ms(interpreter, runs: int, warmup: int, rng: np.random.Generator) ->
         interpreter.invoke()
         times[i] = time.perf_counter() - start
     return float(np.median(times)) * 1e3
+
+
+def _whole_model_run(data: bytes, name: str, rng: np.random.Generator):
+    """One builtin-kernel run of the whole model on random input: every tensor's shape in it (by index), and a
+    lookup of an input's value by name (None where the name is absent or ambiguous, or the shape differs)."""
+    interpreter, _ = tflite_interpreter(data, RuntimeOptions(xnnpack=False), name, keep_intermediates=True)
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], _random_input(detail, rng))
+    interpreter.invoke()
+    names: dict[str, list[int]] = {}
+    shapes = {}
+    for t in interpreter.get_tensor_details():
+        names.setdefault(t["name"], []).append(t["index"])
+        shapes[t["index"]] = tuple(int(d) for d in t["shape"])
+
+    def value(detail: dict):
+        found = names.get(detail["name"], [])
+        if len(found) != 1:
+            return None
+        try:
+            array = interpreter.get_tensor(found[0])
+        except ValueError:  # a tensor with no data (an optional or never-written one)
+            return None
+        return array if array.shape == tuple(detail["shape"]) and array.dtype == detail["dtype"] else None
+
+    return shapes, value
 
 
 def profile(path: str | Path, options: RuntimeOptions = RuntimeOptions(), runs: int = 30, warmup: int = 3,
@@ -197,11 +232,12 @@ def profile(path: str | Path, options: RuntimeOptions = RuntimeOptions(), runs: 
     interpreter, runtime = tflite_interpreter(data, options, str(path))
     whole = _median_ms(interpreter, runs, warmup, rng)
     del interpreter
+    shapes, values = _whole_model_run(data, str(path), rng)
     timed = []
-    singles = list(single_op_models(data, str(path)))
+    singles = list(single_op_models(data, str(path), shapes))
     for n, (op, single) in enumerate(singles):
         interpreter, _ = tflite_interpreter(single, options, f"{path} op {op.index} ({op.op})")
-        timed.append(OpTiming(**{**asdict(op), "ms": _median_ms(interpreter, runs, warmup, rng)}))
+        timed.append(OpTiming(**{**asdict(op), "ms": _median_ms(interpreter, runs, warmup, rng, values)}))
         if progress:
             progress(n + 1, len(singles))
     return Profile(str(path), runtime, whole, tuple(timed))

@@ -193,10 +193,14 @@ def _one_input_one_output(path: Path, inputs, outputs) -> None:
                              f"{len(inputs)} inputs and {len(outputs)} outputs")
 
 
-def tflite_interpreter(data: bytes, options: RuntimeOptions, name: str):
-    """A LiteRT (or fallback) interpreter over checked model bytes, tensors allocated; also the runtime's name."""
+def tflite_interpreter(data: bytes, options: RuntimeOptions, name: str, keep_intermediates: bool = False):
+    """A LiteRT (or fallback) interpreter over checked model bytes, tensors allocated; also the runtime's name.
+    keep_intermediates: every tensor stays readable after invoke (with the builtin kernels, which XNNPACK's
+    fused graph does not allow)."""
     module, runtime = _tflite_interpreter_class()
     kwargs: dict = {"model_content": data, "num_threads": options.threads}
+    if keep_intermediates:
+        kwargs["experimental_preserve_all_tensors"] = True
     if not options.xnnpack:
         kwargs["experimental_op_resolver_type"] = module.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES \
             if hasattr(module, "experimental") else module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES

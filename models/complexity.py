@@ -27,12 +27,22 @@ def count_params(model) -> tuple[int, int]:
     return trainable, total
 
 
+def _leaf_layers(model):
+    """The model's layers, with those of nested models (Keras 3's ConvNeXt nests its stem and downsampling
+    layers in Sequential models) in place of the nested model."""
+    for layer in model.layers:
+        if getattr(layer, "layers", None):
+            yield from _leaf_layers(layer)
+        else:
+            yield layer
+
+
 def count_macs(model) -> int:
     """Multiply-accumulates for one image at the model's input size (which must be fixed)."""
     from keras import layers
 
     macs = 0
-    for layer in model.layers:
+    for layer in _leaf_layers(model):
         if isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.Dense)):
             out_shape = layer.output.shape
             if any(d is None for d in out_shape[1:]):

@@ -147,6 +147,27 @@ def test_onnx_export_is_deterministic():
     assert digests[0] == digests[1]
 
 
+def test_onnx_int8_calibration_window_bounds_memory_without_changing_the_model(source, calibration):
+    # The calibrator folds each window of images into running min/max ranges instead of holding every
+    # activation of every image; the ranges, hence every scale and zero point, must come out the same.
+    import dataclasses
+
+    from onnx import numpy_helper
+
+    from converters.onnx import quantize_int8, to_onnx
+
+    proto = to_onnx(source.model)
+    six = dataclasses.replace(calibration, inputs=calibration.inputs[:6], names=calibration.names[:6],
+                              labels=calibration.labels[:6])
+    whole, windowed = (quantize_int8(proto, six, window=w) for w in (None, 2))
+    tensors = [{t.name: numpy_helper.to_array(t) for t in q.graph.initializer} for q in (whole, windowed)]
+    scales = [name for name in tensors[0] if name.endswith("_scale")]
+    assert len(scales) > 50
+    assert tensors[0].keys() == tensors[1].keys()
+    for name, value in tensors[0].items():
+        np.testing.assert_array_equal(value, tensors[1][name], err_msg=name)
+
+
 @pytest.fixture(scope="module")
 def constant_calibration(tmp_path_factory, source):
     folder = tmp_path_factory.mktemp("constant")

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from keras import layers
 
-from converters.rewrite import (LOWERINGS, block_diagonal_kernel, grouped_convs, lower_grouped_convs,
-                               restore_grouped_weights)
+from converters.rewrite import (LOWERINGS, block_diagonal_kernel, grouped_convs, large_depthwise_convs,
+                               lower_grouped_convs, restore_grouped_weights, split_depthwise_taps)
 from edge.errors import ConfigError
 from models.zoo import build_model, model_spec
 
@@ -69,21 +69,45 @@ def test_native_is_the_model_and_regnety_refuses_depthwise(reference):
         lower_grouped_convs(model, "winograd")
 
 
-@pytest.mark.parametrize("lowering", LOWERINGS)
+@pytest.mark.parametrize("lowering, group_width", [(lowering, 1) for lowering in LOWERINGS]
+                         + [(lowering, 2) for lowering in LOWERINGS if lowering != "depthwise"])
 @pytest.mark.parametrize("stride, padding", [(1, "same"), (2, "same"), (2, "valid")])
-def test_layer_level_every_lowering(lowering, stride, padding):
-    """A grouped conv with bias and group width 1 (so depthwise applies), odd input size, multiplier 2."""
+def test_layer_level_every_lowering(lowering, group_width, stride, padding):
+    """A grouped conv with bias, odd input size, two outputs per group. Group width 1 is a depthwise conv
+    written as a grouped one (Keras 3's ConvNeXt): every lowering, native included, makes it a DepthwiseConv2D."""
     inputs = keras.Input((15, 13, 6))
-    outputs = layers.Conv2D(12, 3, strides=stride, padding=padding, groups=6, use_bias=True, name="gconv")(inputs)
+    outputs = layers.Conv2D(12, 3, strides=stride, padding=padding, groups=6 // group_width, use_bias=True,
+                            name="gconv")(inputs)
     model = randomized(keras.Model(inputs, outputs))
     x = np.random.default_rng(2).standard_normal((3, 15, 13, 6)).astype(np.float32)
     lowered = lower_grouped_convs(model, lowering)
     assert max_rel_error(lowered.predict(x, verbose=0), model.predict(x, verbose=0)) <= RTOL
     kinds = {type(l).__name__ for l in lowered.layers}
-    if lowering == "depthwise":
-        assert "DepthwiseConv2D" in kinds
-    if lowering == "split":
-        assert "Concatenate" in kinds
+    assert ("DepthwiseConv2D" in kinds) == (group_width == 1)
+    assert has_grouped(lowered) == (lowering == "native" and group_width == 2)
+    assert ("Concatenate" in kinds) == (lowering == "split" and group_width == 2)
+
+
+@pytest.mark.parametrize("kernel, stride, padding, size", [
+    ((7, 7), 1, "same", (15, 13)), ((7, 7), 2, "same", (15, 13)), ((7, 7), 2, "valid", (16, 13)),
+    ((9, 5), 1, "same", (12, 12)), ((6, 6), 3, "same", (14, 11))])
+def test_depthwise_convs_over_the_tap_limit_become_bands_that_compute_the_same(kernel, stride, padding, size):
+    inputs = keras.Input((*size, 4))
+    conv = layers.DepthwiseConv2D(kernel, strides=stride, padding=padding, depth_multiplier=2, activation="relu",
+                                  name="dw")
+    small = layers.DepthwiseConv2D(5, padding="same", name="small")  # 25 taps: left whole
+    model = randomized(keras.Model(inputs, small(conv(inputs))))
+    assert large_depthwise_convs(model, 25) == ["dw"]
+    banded = split_depthwise_taps(model, 25)
+    x = np.random.default_rng(3).standard_normal((2, *size, 4)).astype(np.float32)
+    assert max_rel_error(banded.predict(x, verbose=0), model.predict(x, verbose=0)) <= RTOL
+    convs = [l for l in banded.layers if isinstance(l, layers.DepthwiseConv2D)]
+    bands = [l for l in convs if l.name.startswith("dw_rows")]
+    assert len(bands) == -(-kernel[0] // (25 // kernel[1]))  # rows of 25 // kw per band
+    assert sum(l.kernel_size[0] for l in bands) == kernel[0]
+    assert max(l.kernel_size[0] * l.kernel_size[1] for l in convs) <= 25
+    assert banded.get_layer("dw").output.shape == conv.output.shape  # the conv's output keeps its name
+    assert split_depthwise_taps(model, None) is model and split_depthwise_taps(model, 49 * 2) is model
 
 
 def test_block_diagonal_kernel_layout():

@@ -104,3 +104,16 @@ def test_bad_names_and_options_list_the_valid_ones(bad):
         assert "paper" in message and "seed" in message
     if bad.get("flavour") == "seed":
         assert "800mf" in message
+
+
+def test_macs_count_the_layers_of_nested_models():
+    # Keras 3's ConvNeXt nests its stem and downsampling convs in Sequential models
+    import keras
+    from keras import layers
+
+    from models.complexity import count_macs
+
+    inputs = keras.Input((8, 8, 3))
+    stem = keras.Sequential([layers.Conv2D(4, 2, strides=2), layers.LayerNormalization()])
+    outputs = layers.Dense(5)(layers.GlobalAveragePooling2D()(layers.DepthwiseConv2D(3, padding="same")(stem(inputs))))
+    assert count_macs(keras.Model(inputs, outputs)) == 4 * 4 * (2 * 2 * 3 * 4) + 4 * 4 * (3 * 3 * 4) + 4 * 5
