@@ -27,6 +27,7 @@ convert tflite "${model}_int8.tflite" --int8 --allow-drift
 [ "$keep_float" = 0 ] || convert tflite "${model}_int8_keep_float.tflite" --int8 --keep-float auto
 convert onnx "${model}_float32.onnx" --allow-drift
 convert onnx "${model}_int8.onnx" --int8 --allow-drift
+convert onnx "${model}_int8_reduce_range.onnx" --int8 --reduce-range --allow-drift  # 7-bit weights: x86 without VNNI
 runs=${RUNS:-30}
 "$py" -m edge.benchmark "${models[@]}" --threads 2 --runs "$runs" --warmup 3 --batch 1 \
   --json "benchmarks/$model.json" | tee "benchmarks/$model.md"

@@ -43,16 +43,16 @@ def rows(folder: str, bench: str, title: str, pick) -> list[str]:
         reports = [r for r in reports if r.name.removesuffix(".json").endswith(pick)]
     timing = latencies(HERE / bench)
     metas = sorted(((json.loads(r.read_text()), r) for r in reports), key=lambda m: (
-        FORMATS.index(m[0]["format"]), PRECISIONS.index(m[0]["precision"]), "keep_float" in m[0]))
+        FORMATS.index(m[0]["format"]), PRECISIONS.index(m[0]["precision"]), "keep_float" in m[0], bool(m[0].get("reduce_range"))))
     out = []
     for meta, report in metas:
         artifact = report.name.removesuffix(".json")
         drift = meta["drift"]
         kept = meta.get("keep_float", {})
         precision = meta["precision"] + (f", keep-float {' '.join(kept['requested'])}: {kept['tensors']} tensors in float"
-                                          if kept else "")
+                                          if kept else "") + (", 7-bit weights (`--reduce-range`)" if meta.get("reduce_range") else "")
         accuracy = (f"{drift['reference_accuracy']:.1%} → {drift['artifact_accuracy']:.1%}"
-                    if drift.get("reference_accuracy") is not None else "")
+                    if drift.get("reference_accuracy") is not None else "— (no labels)")
         verdict = "within" if drift["within_budget"] else "over: " + "; ".join(drift["violations"])
         p50 = timing.get(artifact)
         out.append(f"| {title} | {meta['format']} | {precision} | {(directory / artifact).stat().st_size / 1e6:.1f} | "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import platform
 import re
 import sys
 import tempfile
@@ -24,11 +25,12 @@ from calibration.representative import Prepared, calibration_set, validation_set
 from converters import cli
 from edge.capture import captured_native_output, tail
 from converters.metadata import embed_onnx
-from converters.pipeline import Plan, Result, finish
+from converters.pipeline import Evaluation, Plan, Result, evaluate, finish, finite
 from converters.source import Source
 from converters.targets import choose_lowering, get_target
 from edge.atomic import ensure_writable
 from edge.errors import ConfigError, KitError, run_cli
+from edge.runtime import RuntimeOptions
 
 DEFAULT_OPSET = 17
 INPUT_NAME, OUTPUT_NAME, BATCH = "image", "logits", "batch"
@@ -206,12 +208,14 @@ ACTIVATIONS = ("int8", "uint8")
 CALIBRATION_WINDOW = 4
 
 
-def quantize_int8(proto, calibration: Prepared, activations: str = "int8", window: int | None = CALIBRATION_WINDOW):
+def quantize_int8(proto, calibration: Prepared, activations: str = "int8", window: int | None = CALIBRATION_WINDOW,
+                  reduce_range: bool = False):
     """ONNX Runtime static quantization: QDQ, per-channel int8 weights, int8 (S8S8) or uint8 (U8S8) activations.
 
     Measured on the reference (benchmarks/README.md): int8 activations give 32.6 dB SQNR and 100% top-1
     agreement at 6.6 ms; uint8 ones 21.8 dB and 99.43% at 4.4 ms (AVX2 machine, 2 threads). `window`: at most
-    this many images calibrated between foldings of the ranges (None: all at once)."""
+    this many images calibrated between foldings of the ranges (None: all at once). `reduce_range`: 7-bit
+    weights, so that x86 int8 kernels without VNNI cannot saturate (see `kernel_check`)."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -247,7 +251,7 @@ def quantize_int8(proto, calibration: Prepared, activations: str = "int8", windo
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
             quantize_static(str(pre), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QInt8 if activations == "int8" else QuantType.QUInt8,
-                            weight_type=QuantType.QInt8,
+                            weight_type=QuantType.QInt8, reduce_range=reduce_range,
                             extra_options={"CalibStridedMinMax": stride} if stride else {})
         except Exception as exc:
             raise ConversionError(f"ONNX Runtime quantization failed: {str(exc).splitlines()[0][:300]} "
@@ -258,7 +262,7 @@ def quantize_int8(proto, calibration: Prepared, activations: str = "int8", windo
 
 
 def convert(source: Source, plan: Plan, validation: Prepared, opset: int = DEFAULT_OPSET, activations: str = "int8",
-            log=cli.log) -> Result:
+            reduce_range: bool = False, log=cli.log) -> Result:
     import onnx
 
     model = source.lowered(plan.lowering)
@@ -268,9 +272,12 @@ def convert(source: Source, plan: Plan, validation: Prepared, opset: int = DEFAU
     grouped = grouped_conv_nodes(proto)
     if plan.lowering == "native" and grouped == 0 and any(s.groups > 1 for s in source.spec.stages):
         raise ConversionError("the exported graph has no grouped Conv node; the grouped convs were not traced natively")
+    evaluation = None
     if plan.precision == "int8":
-        proto = quantize_int8(proto, plan.calibration, activations)
-        plan.extra["activations"] = activations
+        proto = quantize_int8(proto, plan.calibration, activations, reduce_range=reduce_range)
+        plan.extra.update(activations=activations, reduce_range=reduce_range)
+        evaluation, plan.extra["int8_kernels"] = kernel_check(plan, source, validation, reference,
+                                                              proto.SerializeToString(), log)
     plan.extra.update(format="onnx", opset=opset, grouped_conv_nodes=grouped,
                       ops=sorted({n.op_type for n in proto.graph.node}))
 
@@ -279,7 +286,46 @@ def convert(source: Source, plan: Plan, validation: Prepared, opset: int = DEFAU
         embed_onnx(loaded, record)
         return loaded.SerializeToString()
 
-    return finish(plan, source, validation, reference, proto.SerializeToString(), embed, log=log)
+    return finish(plan, source, validation, reference, proto.SerializeToString(), embed, log=log, evaluation=evaluation)
+
+
+# A fused-kernel loss above this, against the same QDQ graph run as written, is the kernels' doing.
+KERNEL_LOSS_DB = 3.0
+
+
+def kernel_check(plan: Plan, source: Source, validation: Prepared, reference: np.ndarray, data: bytes,
+                 log=cli.log) -> tuple[Evaluation, dict]:
+    """Validate a QDQ int8 graph twice: through ONNX Runtime's fused int8 kernels (what users run), and as
+    written (quantize, dequantize, float op: the quantization's own error). On x86 CPUs without VNNI (AVX2,
+    AVX-512) the int8 conv kernels multiply-add pairs of 8-bit products into 16 bits, which can saturate:
+    EfficientNet-B7 lost 16 dB that way here (benchmarks/README.md). Warns when the fused kernels lose more
+    than KERNEL_LOSS_DB. Returns the fused evaluation (the artifact's drift) and the record for its metadata."""
+    fused = evaluate(plan, source, validation, reference, data)
+    written = evaluate(plan, source, validation, reference, data, RuntimeOptions(threads=2, fused=False),
+                       " (unfused QDQ)")
+    loss = float(written.drift.sqnr_db - fused.drift.sqnr_db)
+    record = {"sqnr_db_fused": finite(fused.drift.sqnr_db), "sqnr_db_unfused": finite(written.drift.sqnr_db),
+              "fused_loss_db": finite(round(loss, 2)), "saturation_suspected": loss > KERNEL_LOSS_DB, "cpu": cpu()}
+    if record["saturation_suspected"]:
+        advice = ("the kit already used 7-bit weights (--reduce-range)" if plan.extra.get("reduce_range") else
+                  "re-convert with --reduce-range (7-bit weights) for such CPUs")
+        log(f"WARNING: ONNX Runtime's fused int8 kernels on this CPU lose {loss:.1f} dB against the quantized graph "
+            f"run as written ({record['sqnr_db_fused']:.1f} vs {record['sqnr_db_unfused']:.1f} dB SQNR): int8 conv "
+            f"kernels can saturate on x86 CPUs without VNNI; {advice}")
+    return fused, record
+
+
+def cpu() -> str:
+    """The machine and, on x86 Linux, whether it has VNNI (what decides whether int8 conv kernels can saturate)."""
+    machine = platform.machine()
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return machine
+    if "avx2" not in flags:
+        return machine
+    vnni = "avx512_vnni" in flags or "avx_vnni" in flags
+    return f"{machine}, {'AVX-512' if 'avx512f' in flags else 'AVX2'}, {'with' if vnni else 'no'} VNNI"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -291,6 +337,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     parser.add_argument("--int8", action="store_true", help="static int8 quantization (QDQ, per-channel) "
                         "calibrated on representative images")
+    parser.add_argument("--reduce-range", action="store_true",
+                        help="with --int8: 7-bit weights, for x86 CPUs without VNNI (AVX2, AVX-512), whose int8 conv "
+                             "kernels can saturate; the converter warns when they do (EfficientNet-B7 at 224 px: "
+                             "10.3 dB fused vs 26.8 unfused; 21.9 with this flag)")
     parser.add_argument("--activations", choices=ACTIVATIONS, default="int8",
                         help="with --int8: activation type. int8 (default) is the more accurate (32.6 vs 21.8 dB SQNR "
                              "on the reference); uint8 was 1.5x faster on an AVX2 CPU without VNNI")
@@ -304,6 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError(f"--opset must be between 13 and 21 (tf2onnx and ONNX Runtime both support those), got {args.opset}")
     if args.activations != "int8" and not args.int8:
         raise ConfigError("--activations needs --int8")
+    if args.reduce_range and not args.int8:
+        raise ConfigError("--reduce-range needs --int8")
     target = get_target(args.target, "onnx")
     lowering = choose_lowering(target, args.grouped_conv)
     cli.check_lowering(args, lowering)
@@ -320,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         validation.check_labels(source.labels)
     budget = cli.budget_from(args, precision, features=source.output_kind == "features")
     plan = Plan(Path(out), precision, target, lowering, budget, args.allow_drift, calibration)
-    result = convert(source, plan, validation, args.opset, args.activations)
+    result = convert(source, plan, validation, args.opset, args.activations, args.reduce_range)
     print(cli.summary(result))
     return 0
 

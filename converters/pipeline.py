@@ -92,12 +92,12 @@ class Evaluation:
 
 
 def evaluate(plan: Plan, source: Source, validation: Prepared, reference_logits: np.ndarray,
-             candidate: bytes) -> Evaluation:
+             candidate: bytes, options: RuntimeOptions = RuntimeOptions(threads=2), what: str = "") -> Evaluation:
     """Run candidate bytes (from a temporary file beside the destination) and measure their drift."""
     tmp = atomic_write(_candidate_path(plan.out), candidate)
     try:
-        runner = load(tmp, RuntimeOptions(threads=2))
-        outputs = run_with_progress(runner, validation.inputs, f"validating {plan.out.name}")
+        runner = load(tmp, options)
+        outputs = run_with_progress(runner, validation.inputs, f"validating {plan.out.name}{what}")
     finally:
         tmp.unlink(missing_ok=True)
     labels = validation.label_indices(source.labels) if source.labels else None  # features: no classes
@@ -114,9 +114,7 @@ def finish(plan: Plan, source: Source, validation: Prepared, reference_logits: n
     if violations and not plan.allow_drift:
         print(drift_table(drift, plan.budget, plan.precision), file=sys.stderr)
         raise DriftError(f"{plan.out.name} drifts past its {plan.precision} budget: {'; '.join(violations)}; nothing "
-                         "written. Calibrate on images like yours (--calib DIR)"
-                         + (", keep the worst layers in float (--keep-float auto)" if plan.precision == "int8" else "")
-                         + ", or pass --allow-drift to write it anyway")
+                         "written. " + _remedies(plan) + ", or pass --allow-drift to write it anyway")
     if violations:
         log(f"WARNING: {plan.out.name} drifts past its {plan.precision} budget ({'; '.join(violations)}); written "
             "anyway because of --allow-drift")
@@ -127,6 +125,14 @@ def finish(plan: Plan, source: Source, validation: Prepared, reference_logits: n
     atomic_write(plan.out.with_name(plan.out.name + ".json"), (json.dumps(report, indent=2) + "\n").encode())
     atomic_write(plan.out.with_name(plan.out.name + ".md"), markdown_report(plan, record, drift).encode())
     return Result(plan.out, drift, violations, record, len(final))
+
+
+def _remedies(plan: Plan) -> str:
+    if plan.extra.get("int8_kernels", {}).get("saturation_suspected") and not plan.extra.get("reduce_range"):
+        return "This CPU's int8 kernels saturate: re-convert with --reduce-range"
+    selective = plan.precision == "int8" and plan.extra.get("format") == "tflite"
+    return "Calibrate on images like yours (--calib DIR)" + (
+        ", keep the worst layers in float (--keep-float auto)" if selective else "")
 
 
 def run_with_progress(runner, inputs: np.ndarray, description: str) -> np.ndarray:
@@ -161,7 +167,7 @@ def metadata_record(plan: Plan, source: Source, validation: Prepared, drift: Dri
         "drift": {
             "images": drift.images, "top1_agreement": drift.top1_agreement, "top5_agreement": drift.top5_agreement,
             "max_abs_error": drift.max_abs_error, "max_abs_error_of_range": drift.max_abs_error_of_range,
-            "cosine_min": drift.cosine_min, "sqnr_db": _finite(drift.sqnr_db), "kl_mean": drift.kl_mean,
+            "cosine_min": drift.cosine_min, "sqnr_db": finite(drift.sqnr_db), "kl_mean": drift.kl_mean,
             "reference_accuracy": drift.reference_accuracy, "artifact_accuracy": drift.artifact_accuracy,
             "budget": plan.budget.__dict__, "within_budget": not violations, "violations": violations,
         },
@@ -171,7 +177,7 @@ def metadata_record(plan: Plan, source: Source, validation: Prepared, drift: Dri
     }
 
 
-def _finite(value: float) -> float | None:
+def finite(value: float) -> float | None:
     return value if np.isfinite(value) else None
 
 
@@ -210,6 +216,13 @@ def markdown_report(plan: Plan, record: dict, drift: Drift) -> str:
         f"- calibration: {record['calibration']}" if record["calibration"] else "- calibration: none (not full int8)",
         f"- validation: {record['validation']['images']} images from {record['validation']['source']}, "
         f"run with {record['validated_with']}",
+    ]
+    kernels = record.get("int8_kernels")
+    if kernels:
+        lines.append(f"- int8 kernels ({kernels['cpu']}): SQNR {kernels['sqnr_db_fused']:.1f} dB fused, "
+                     f"{kernels['sqnr_db_unfused']:.1f} dB with the QDQ graph run as written"
+                     + (" (saturation suspected: try --reduce-range)" if kernels["saturation_suspected"] else ""))
+    lines += [
         "",
         drift_table(drift, plan.budget, plan.precision),
         "",

@@ -25,6 +25,8 @@ ONNX_BATCH = 32
 class RuntimeOptions:
     threads: int = 2
     xnnpack: bool = True  # LiteRT only: False runs the builtin kernels (what runs where no delegate applies)
+    fused: bool = True    # ONNX only: False stops at ONNX Runtime's basic graph optimizations, so a QDQ int8 graph
+                          # runs as written (quantize, dequantize, float op) instead of through its fused int8 kernels
 
     def __post_init__(self) -> None:
         if self.threads < 1:
@@ -235,7 +237,8 @@ def _load_onnx(path: Path, options: RuntimeOptions) -> Runner:
     so = ort.SessionOptions()
     so.intra_op_num_threads = options.threads
     so.inter_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if options.fused
+                                   else ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)
     so.log_severity_level = 3
     start = time.perf_counter()
     try:

@@ -19,6 +19,7 @@ def _run(main, argv, capsys):
     (tflite.main, ["--calib-size", "5000", "--int8"], "between 1 and 1024"),
     (onnx_conv.main, ["--opset", "7"], "--opset must be between 13 and 21"),
     (onnx_conv.main, ["--activations", "uint8"], "--activations needs --int8"),
+    (onnx_conv.main, ["--reduce-range"], "--reduce-range needs --int8"),
     (tflite.main, ["--flavour", "seed", "--variant", "1.6gf"], "the seed flavour has no variant '1.6gf'"),
     (tflite.main, ["--weights", "missing.safetensors"], "does not exist"),
     (validate.main, ["nothing.tflite"], "does not exist"),

@@ -119,10 +119,16 @@ def test_onnx_has_real_grouped_convs_dynamic_batch_and_stays_within_budget(conve
     onnx.checker.check_model(proto, full_check=True)
     grouped = [n for n in proto.graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)]
     assert len(grouped) == 13  # one per Y block of 200mf
-    if precision == "int8":
-        assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in proto.graph.node}
     runner = load(out)
     assert runner.metadata["precision"] == precision
+    if precision == "int8":
+        assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in proto.graph.node}
+        # Validated twice: the fused int8 kernels (the artifact's drift) and the QDQ graph as written.
+        kernels = runner.metadata["int8_kernels"]
+        assert kernels["sqnr_db_fused"] == runner.metadata["drift"]["sqnr_db"] == pytest.approx(result.drift.sqnr_db)
+        assert kernels["sqnr_db_unfused"] > 25  # the quantization's own error
+        assert abs(kernels["fused_loss_db"]) < 3 and kernels["saturation_suspected"] is False
+        assert runner.metadata["reduce_range"] is False
     batch = runner.run(validation.inputs[:3])
     assert batch.shape == (3, 11)
     one_by_one = np.concatenate([runner.run(x[None]) for x in validation.inputs[:3]])
@@ -168,6 +174,26 @@ def test_onnx_int8_calibration_window_bounds_memory_without_changing_the_model(s
         np.testing.assert_array_equal(value, tensors[1][name], err_msg=name)
 
 
+def test_onnx_int8_reduce_range_writes_7_bit_weights(source, calibration):
+    # For x86 CPUs without VNNI, whose int8 conv kernels saturate on 8-bit weights (EfficientNet-B7).
+    import dataclasses
+
+    from onnx import numpy_helper
+
+    from converters.onnx import quantize_int8, to_onnx
+
+    proto = to_onnx(source.model)
+    four = dataclasses.replace(calibration, inputs=calibration.inputs[:4], names=calibration.names[:4],
+                               labels=calibration.labels[:4])
+    peaks = []
+    for reduce_range in (False, True):
+        weights = [numpy_helper.to_array(t) for t in quantize_int8(proto, four, reduce_range=reduce_range).graph.initializer
+                   if t.name.endswith("_quantized") and t.data_type == 3]  # int8 weight tensors
+        assert len(weights) > 50
+        peaks.append(max(int(np.abs(w.astype(np.int32)).max()) for w in weights))
+    assert peaks[0] == 127 and peaks[1] <= 64
+
+
 @pytest.fixture(scope="module")
 def constant_calibration(tmp_path_factory, source):
     folder = tmp_path_factory.mktemp("constant")
@@ -201,3 +227,16 @@ def test_keep_float_named_layer_stays_float(tmp_path, converted, source, validat
     assert len(floats) > len(full_floats)
     assert any("s2_b1_se_fc1" in t["name"] for t in floats)
     assert result.violations == []
+
+
+def test_over_budget_advice_names_what_that_converter_can_do(tmp_path):
+    from converters.pipeline import _remedies
+
+    tflite_int8, onnx_int8 = _plan(tmp_path / "m.tflite", "int8"), _plan(tmp_path / "m.onnx", "int8", "onnx")
+    tflite_int8.extra["format"], onnx_int8.extra["format"] = "tflite", "onnx"
+    assert "--keep-float auto" in _remedies(tflite_int8)
+    assert "--keep-float" not in _remedies(onnx_int8) and "--calib DIR" in _remedies(onnx_int8)
+    onnx_int8.extra.update(int8_kernels={"saturation_suspected": True}, reduce_range=False)
+    assert "--reduce-range" in _remedies(onnx_int8)
+    onnx_int8.extra["reduce_range"] = True  # already 7-bit: back to the general advice
+    assert "--reduce-range" not in _remedies(onnx_int8)
