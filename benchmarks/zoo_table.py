@@ -48,9 +48,10 @@ def rows(folder: str, bench: str, title: str, pick) -> list[str]:
     for meta, report in metas:
         artifact = report.name.removesuffix(".json")
         drift = meta["drift"]
-        kept = meta.get("keep_float", {})
-        precision = meta["precision"] + (f", keep-float {' '.join(kept['requested'])}: {kept['tensors']} tensors in float"
-                                          if kept else "") + (", 7-bit weights (`--reduce-range`)" if meta.get("reduce_range") else "")
+        kept = meta.get("keep_float")
+        precision = ", ".join([meta["precision"]]
+                              + ([f"keep-float {' '.join(kept['requested'])}: {kept['tensors']} tensors in float"] if kept else [])
+                              + (["7-bit weights (`--reduce-range`)"] if meta.get("reduce_range") else []))
         accuracy = (f"{drift['reference_accuracy']:.1%} → {drift['artifact_accuracy']:.1%}"
                     if drift.get("reference_accuracy") is not None else "— (no labels)")
         verdict = "within" if drift["within_budget"] else "over: " + "; ".join(drift["violations"])
