@@ -42,7 +42,7 @@ def main() -> int:
     import keras
     from keras import layers
 
-    from converters.tflite import to_tflite
+    from converters.tflite_converter import to_tflite
 
     maps = np.random.default_rng(0).standard_normal((8, SIZE, SIZE, CHANNELS)).astype(np.float32)
     calibration = types.SimpleNamespace(inputs=maps, names=[f"map{i}" for i in range(len(maps))])

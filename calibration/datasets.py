@@ -17,14 +17,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from edge.errors import ImageError, KitError
+from edge.digest import file_sha256
+from edge.errors import DatasetError, ImageError
 from edge.images import IMAGE_SUFFIXES, image_files, load_image, to_input
 from edge.preprocessing import PreprocessSpec
 
-
-
-class DatasetError(KitError):
-    """An image folder that cannot serve as a dataset: missing, empty, nothing decodable, wrong labels."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +105,6 @@ def fingerprint(samples: list[Sample], settings: dict) -> str:
     file_hashes: dict[Path, str] = {}
     for s in samples:
         if s.path not in file_hashes:
-            file_hashes[s.path] = hashlib.sha256(s.path.read_bytes()).hexdigest()
+            file_hashes[s.path] = file_sha256(s.path)
         digest.update(f"{s.name}|{s.label}|{s.box}|{file_hashes[s.path]}\n".encode())
     return digest.hexdigest()

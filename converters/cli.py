@@ -1,30 +1,89 @@
-"""The arguments both converters share, and turning them into a Source, data sets and a Plan."""
+"""The one conversion driver behind `converters.tflite` and `converters.onnx`: the arguments they share, and
+turning them into a reference, data sets and a Plan for the pipeline. Each format brings a Frontend: its own
+arguments, and how they become a precision and an exporter."""
 
 from __future__ import annotations
 
 import argparse
-import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from calibration.drift import budget_for
 from calibration.representative import DEFAULT_CALIBRATION, MAX_CALIBRATION
+from converters.pipeline import log
 from converters.rewrite import LOWERINGS
 from converters.targets import TARGETS
 from edge.errors import ConfigError
-from models.zoo import VARIANTS
+from converters.saved_model import PRESETS
+from converters.source import HEADS
+from models.applications import APPLICATIONS
+from models.zoo import FLAVOURS, VARIANTS
+
+MODELS = ("regnety", *APPLICATIONS)
+
+
+@dataclass(frozen=True)
+class Frontend:
+    """A format's command line: its arguments and how they become (precision, exporter, file-name suffix)."""
+
+    format: str
+    module: str                 # the CLI module, for its usage name (edge.command.prog)
+    description: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    exporter_from: Callable[[argparse.Namespace], tuple]
+
+    def main(self, argv: Sequence[str] | None = None) -> int:
+        """The format's command: `python -m converters.FORMAT` and `regnety-kit convert FORMAT`."""
+        return run(self, argv)
+
+
+def run(frontend: Frontend, argv: Sequence[str] | None = None) -> int:
+    """Parse, check every option before loading anything, convert, print the one-line summary."""
+    from calibration.representative import calibration_set, validation_set
+    from converters.pipeline import convert
+    from converters.plan import Plan
+    from converters.targets import choose_lowering, get_target
+    from edge.atomic import ensure_writable
+
+    from edge.command import prog
+
+    parser = argparse.ArgumentParser(prog=prog(frontend.module), description=frontend.description)
+    add_model_arguments(parser)
+    frontend.add_arguments(parser)
+    add_artifact_arguments(parser, frontend.format)
+    args = parser.parse_args(argv)
+    precision, exporter, suffix = frontend.exporter_from(args)
+    target = get_target(args.target, frontend.format)
+    lowering = choose_lowering(target, args.grouped_conv)
+    check_lowering(args, lowering)
+    reference = source_from(args)
+    out = args.out or default_out(reference.name, precision, lowering, frontend.format, suffix)
+    if out.suffix != f".{frontend.format}":
+        raise ConfigError(f"--out must end in .{frontend.format}, got {out}")
+    ensure_writable(out)
+    spec = reference.preprocessing
+    calibration = calibration_set(spec, args.calib, args.calib_size, args.seed) if precision == "int8" else None
+    validation = validation_set(spec, args.data, args.val_size)
+    if args.data:  # the bundled crops are labelled for the reference checkpoint only
+        validation.check_labels(reference.labels)
+    budget = budget_from(args, precision, features=reference.output_kind == "features")
+    plan = Plan(Path(out), precision, target, lowering, budget, args.allow_drift, calibration)
+    print(summary(convert(reference, plan, validation, exporter, log=log)))
+    return 0
 
 ARTIFACTS_DIR = Path("artifacts")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
-    group.add_argument("--model", default="regnety", choices=("regnety", "convnext_tiny", "efficientnet_b7"),
+    group.add_argument("--model", default="regnety", choices=MODELS,
                        help="architecture: the kit's RegNetY (default; --variant picks the design point), or the "
                             "keras.applications ConvNeXt-Tiny / EfficientNet-B7 (normalization inside, [0, 255] input)")
     group.add_argument("--variant", default="200mf", metavar="NAME", help=f"RegNetY design point: {', '.join(VARIANTS)} "
                        "(default 200mf)")
     group.add_argument("--flavour", default="paper", metavar="NAME",
-                       help="paper (pycls/timm, default) or seed (the TF Hub regnetyNNNmf models)")
+                       help=f"{' or '.join(FLAVOURS)}: paper is pycls/timm (default), seed the TF Hub regnetyNNNmf models")
     group.add_argument("--weights", metavar="PATH",
                        help="checkpoint: timm/pycls .safetensors/.pth, Keras .weights.h5/.keras/.h5. Default: the kit's "
                             "reference checkpoint for 200mf (paper), random weights otherwise (said loudly)")
@@ -36,11 +95,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--saved-model", metavar="DIR",
                        help="convert a TF Hub-style SavedModel (its serving_default signature) instead of a kit model; "
                             "needs --preset or --preprocessing")
-    group.add_argument("--preset", metavar="NAME", help="preprocessing of a known SavedModel: "
-                       "regnety200mf-hub, convnext-tiny-hub, efficientnet-b7-hub")
+    group.add_argument("--preset", metavar="NAME", help="preprocessing of a known SavedModel: " + ", ".join(PRESETS))
     group.add_argument("--preprocessing", metavar="JSON", help="preprocessing spec of a --saved-model, as JSON or a "
                        "file holding it (fields: edge/preprocessing.py)")
-    group.add_argument("--head", choices=("classifier", "none"), default="classifier",
+    group.add_argument("--head", choices=HEADS, default="classifier",
                        help="none: drop the classifier, output the pooled features (the TF Hub feature_vector role), "
                             "validated by cosine similarity (default classifier)")
     group.add_argument("--normalize-in-model", action="store_true",
@@ -105,7 +163,7 @@ def add_artifact_arguments(parser: argparse.ArgumentParser, fmt: str) -> None:
                       "accuracy too; default: held-out crops of the bundled photographs)")
     data.add_argument("--val-size", type=int, metavar="N", help="validation images: the first N of --data, or N "
                       "held-out crops spread over the bundled photographs (default: all of --data, or 176 crops); "
-                      "fewer is faster and coarser (EfficientNet-B7 at 600 px: about 2 s per image for the reference)")
+                      "fewer is faster and coarser")
     data.add_argument("--seed", type=int, default=0, help="order of the calibration images (default 0)")
     check = parser.add_argument_group("drift check")
     add_budget_arguments(check)
@@ -127,10 +185,6 @@ def add_budget_arguments(group) -> None:
 def default_out(model_name: str, precision: str, lowering: str, fmt: str, suffix: str = "") -> Path:
     tail = "" if lowering == "native" else f"_{lowering}"
     return ARTIFACTS_DIR / f"{model_name}_{precision}{suffix}{tail}.{fmt}"
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def budget_from(args: argparse.Namespace, precision: str, features: bool = False):

@@ -1,34 +1,31 @@
-"""`python -m converters.inspect ARTIFACT`: what is inside a .tflite or .onnx file.
+"""`python -m converters.inspect ARTIFACT [--json PATH|-]`: what is inside a .tflite or .onnx file.
 
 Ops with their versions (TFLite) or opset (ONNX), tensor types, I/O types and quantization, size,
-and the kit metadata embedded by the converters.
+and the kit metadata embedded by the converters. Needs no TensorFlow: a .tflite file is read with LiteRT.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from edge.command import add_json_argument, emit, parser_for
 from edge.errors import run_cli
 from edge.runtime import load
-from edge.tflite_file import operator_codes, read_model_bytes
+from edge.tflite_file import builtin_op_name, operator_codes, read_model_bytes
 
 
 def inspect_tflite(path: Path) -> dict:
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     data = read_model_bytes(path)
     runner = load(path)
     interpreter = runner._session
     tensor_types = Counter(str(t["dtype"].__name__) for t in interpreter.get_tensor_details())
     ops = Counter()
     for code, custom, op_version in operator_codes(data, str(path)):
-        ops[custom or f"{names.get(code, code)} v{op_version}"] += 1
+        ops[custom or f"{builtin_op_name(code)} v{op_version}"] += 1
     per_op = Counter()
     for op in interpreter._get_ops_details():
         per_op[op["op_name"]] += 1
@@ -48,14 +45,8 @@ def inspect_onnx(path: Path) -> dict:
 
 
 def _common(runner, path: Path) -> dict:
-    def io(t):
-        d = {"name": t.name, "shape": list(t.shape), "dtype": t.dtype}
-        if t.quantized:
-            d.update(scale=t.scale, zero_point=t.zero_point)
-        return d
-
-    return {"file": str(path), "size_bytes": path.stat().st_size, "input": io(runner.input), "output": io(runner.output),
-            "metadata": runner.metadata}
+    return {"file": str(path), "size_bytes": path.stat().st_size, "input": runner.input.to_dict(),
+            "output": runner.output.to_dict(), "metadata": runner.metadata}
 
 
 def render(info: dict) -> str:
@@ -92,16 +83,16 @@ def render(info: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m converters.inspect",
-                                     description="Show what a .tflite or .onnx artifact holds: ops and versions, tensor "
-                                                 "types, I/O quantization, size and the kit's embedded metadata.")
+    parser = parser_for("converters.inspect",
+                        description="Show what a .tflite or .onnx artifact holds: ops and versions, tensor types, I/O "
+                                    "quantization, size and the kit's embedded metadata.")
     parser.add_argument("artifact", type=Path)
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_json_argument(parser, "what the file holds")
     args = parser.parse_args(argv)
     suffix = args.artifact.suffix.lower()
     info = inspect_onnx(args.artifact) if suffix == ".onnx" else inspect_tflite(args.artifact) \
         if suffix == ".tflite" else load(args.artifact)  # load() names the problem for anything else
-    print(json.dumps(info, indent=2) if args.json else render(info))
+    emit(render(info), info, args.json)
     return 0
 
 

@@ -1,23 +1,25 @@
-"""Exact rewrites of grouped convolutions, for runtimes that cannot run them (or run them slowly).
+"""One rewrite engine for Keras graphs, and the rules it applies: exact lowerings of grouped convolutions,
+depthwise row bands, and the forms tf2onnx can trace.
 
-A grouped Conv2D (groups = G) is rewritten, weights and all, into ops every runtime has:
+The engine: `rewrite(model, rules, name)` clones a functional model, replacing each layer that a `Rule` matches by
+the layers its rewrite builds (weights and all). Every rule below is exact in float.
+
+Grouped-conv lowerings, each registered once with its inverse (`LOWERINGS`, `restore_grouped_weights`):
 
 - ``native``:    left as it is (TFLite CONV_2D op version 6, ONNX Conv with ``group``);
 - ``split``:     split the input channels into G parts, one plain conv per part, concatenate;
 - ``depthwise``: a DepthwiseConv2D, when every group has one input channel (group width 1);
 - ``dense``:     one plain conv whose kernel is block-diagonal (G times the MACs, runs everywhere).
 
-Each rewrite computes the same function: the split and depthwise forms do the very same
-multiply-adds, the dense form adds exact zeros. Tests hold them to 1e-5 relative on whole models.
+The split and depthwise forms do the very same multiply-adds, the dense form adds exact zeros; tests hold them to
+1e-5 relative on whole models. A grouped conv with one input channel per group is a depthwise conv written as a
+grouped one (Keras 3's ConvNeXt writes its 7x7 convs so); every lowering writes it as a DepthwiseConv2D.
 
-A grouped conv with one input channel per group is a depthwise conv written as a grouped one (Keras 3's
-ConvNeXt writes its 7x7 convs so); every lowering writes it as a DepthwiseConv2D, which every runtime has.
+Depthwise row bands (`split_depthwise_taps`): XNNPACK runs depthwise kernels of more than 25 taps on a slow path
+(docs/lowering.md), so such a conv becomes bands of kernel rows, each a small depthwise conv on a slice of the padded
+input, summed: the same multiply-adds, exact in float (int8 rounds each band's sum once more).
 
-Depthwise kernels with many taps are a cliff on XNNPACK (LiteRT 2.3.0, this AVX2 machine, 56x56x96, 2 threads):
-up to 25 taps it runs fast, from 35 taps on it falls to a slow path, 17x slower than 5x5 for a 7x7 in float32 and
-53x in int8 (3.11 vs 0.18 ms; 13.7 vs 0.26 ms), slower than the builtin kernels (benchmarks/depthwise_taps.md).
-`split_depthwise_taps` rewrites such a conv as bands of kernel rows, each a small depthwise conv on a slice of the
-padded input, summed: the same multiply-adds, exact in float (int8 rounds each band's sum once more).
+Trace rules (`TRACE_RULES`, `traceable`): grouped convs, Normalization and exact GELU as plain graph ops for tf2onnx.
 """
 
 from __future__ import annotations
@@ -29,7 +31,66 @@ import numpy as np
 
 from edge.errors import ConfigError
 
-LOWERINGS = ("native", "split", "depthwise", "dense")
+# A rewrite of one layer: f(layer, x) -> y builds the replacement layers on x (with their weights).
+LayerRewrite = Callable[[object, object], object]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Replace each layer that `matches` by what `rewrite` builds; the first matching rule of a list wins."""
+
+    name: str
+    matches: Callable[[object], bool]
+    rewrite: LayerRewrite
+
+
+def rewrite(model, rules: list[Rule], name: str):
+    """A clone of the functional `model` with each layer a rule matches replaced by what that rule builds (with
+    its weights); every other layer is cloned with its own weights. The original model is not changed."""
+    import keras
+
+    def rule_for(layer) -> Rule | None:
+        return next((r for r in rules if r.matches(layer)), None)
+
+    originals = {layer.name: layer for layer in model.layers if rule_for(layer) is None}
+
+    def clone(layer):
+        if rule_for(layer) is not None:
+            return layer  # a placeholder: `call` below replaces it, the original is never called
+        return layer.__class__.from_config(layer.get_config())
+
+    def call(layer, *args, **kwargs):
+        rule = rule_for(layer)
+        return rule.rewrite(layer, args[0]) if rule is not None else layer(*args, **kwargs)
+
+    rewritten = keras.models.clone_model(model, clone_function=clone, call_function=call)
+    for layer in rewritten.layers:
+        source = originals.get(layer.name)
+        if source is not None and layer.weights:  # the rewritten layers came with their weights
+            layer.set_weights(source.get_weights())
+    rewritten.name = name
+    return rewritten
+
+
+# --- grouped-conv lowerings: each registered once, with its inverse ---------------------------------------------
+
+@dataclass(frozen=True)
+class Lowering:
+    name: str
+    rewrite: LayerRewrite | None                      # None: the grouped conv stays as it is
+    restore: Callable[[object, object], list]         # (grouped layer, lowered model) -> the grouped layer's weights
+    doc: str
+
+
+LOWERINGS: dict[str, Lowering] = {}
+
+
+def register_lowering(name: str, doc: str, restore: Callable[[object, object], list]):
+    """Register the decorated layer rewrite as the grouped-conv lowering `name`, with its inverse `restore`."""
+    def register(fn: LayerRewrite | None):
+        LOWERINGS[name] = Lowering(name, fn, restore, doc)
+        return fn
+    return register
 
 
 @dataclass(frozen=True)
@@ -61,13 +122,23 @@ def grouped_convs(model) -> list[GroupedConv]:
     return found
 
 
+def get_lowering(name: str) -> Lowering:
+    if name not in LOWERINGS:
+        raise ConfigError(f"unknown grouped-conv lowering {name!r}; valid: {', '.join(LOWERINGS)}")
+    return LOWERINGS[name]
+
+
+def _lowering_of(layer, name: str) -> Lowering:
+    """The lowering a grouped layer gets under `name`: a group width of 1 is always written as a depthwise conv."""
+    return LOWERINGS["depthwise"] if layer.kernel.shape[2] == 1 else LOWERINGS[name]
+
+
 def lower_grouped_convs(model, lowering: str):
     """A new model computing the same function with every grouped conv rewritten as `lowering`.
 
-    The original model is not changed. "native" returns the model itself.
+    The original model is not changed. "native" with no group width of 1 returns the model itself.
     """
-    if lowering not in LOWERINGS:
-        raise ConfigError(f"unknown grouped-conv lowering {lowering!r}; valid: {', '.join(LOWERINGS)}")
+    get_lowering(lowering)
     grouped = grouped_convs(model)
     if lowering == "depthwise":
         wide = [g for g in grouped if g.group_width != 1]
@@ -77,39 +148,22 @@ def lower_grouped_convs(model, lowering: str):
                 f"{wide[0].group_width} ({len(wide)} such convs); use split or dense")
     if not any(lowering != "native" or g.group_width == 1 for g in grouped):
         return model
-    rewrite: Callable = {"native": None, "split": _split, "depthwise": _depthwise, "dense": _dense}[lowering]
-
-    def replace(layer):
-        if not _is_grouped(layer):
-            return None
-        return _depthwise if layer.kernel.shape[2] == 1 else rewrite
-
-    return _rewritten(model, replace, f"{model.name}_{lowering}")
+    rule = Rule(f"grouped conv -> {lowering}",
+                lambda layer: _is_grouped(layer) and _lowering_of(layer, lowering).rewrite is not None,
+                lambda layer, x: _lowering_of(layer, lowering).rewrite(layer, x))
+    return rewrite(model, [rule], f"{model.name}_{lowering}")
 
 
-def _rewritten(model, replace: Callable, name: str):
-    """A clone of the functional `model` in which each layer for which replace(layer) gives a function
-    f(layer, x) -> y is replaced by the layers f builds (with their weights); the rest keep theirs."""
-    import keras
-
-    originals = {layer.name: layer for layer in model.layers if not replace(layer)}
-
-    def clone(layer):
-        if replace(layer):
-            return layer  # a placeholder: `call` below replaces it, the original is never called
-        return layer.__class__.from_config(layer.get_config())
-
-    def call(layer, *args, **kwargs):
-        rewrite = replace(layer)
-        return rewrite(layer, args[0]) if rewrite else layer(*args, **kwargs)
-
-    lowered = keras.models.clone_model(model, clone_function=clone, call_function=call)
-    for layer in lowered.layers:
-        source = originals.get(layer.name)
-        if source is not None and layer.weights:  # the rewritten layers came with their weights
-            layer.set_weights(source.get_weights())
-    lowered.name = name
-    return lowered
+def restore_grouped_weights(lowered, model, lowering: str) -> None:
+    """Copy the weights of `lowered` (`model` lowered as `lowering`, e.g. then trained) back into `model`: each
+    lowering's registered inverse (split convs concatenated, depthwise kernels reshaped, dense kernels' diagonal
+    blocks; their off-diagonal blocks are dropped)."""
+    get_lowering(lowering)
+    for layer in model.layers:
+        if _is_grouped(layer):
+            layer.set_weights(_lowering_of(layer, lowering).restore(layer, lowered))
+        elif layer.weights:
+            layer.set_weights(lowered.get_layer(layer.name).get_weights())
 
 
 def _splittable(layer, max_taps: int) -> bool:
@@ -131,8 +185,9 @@ def split_depthwise_taps(model, max_taps: int | None):
     bands of at most max_taps (see the module's docstring). None, or nothing to split: the model itself."""
     if not max_taps or not large_depthwise_convs(model, max_taps):
         return model
-    return _rewritten(model, lambda layer: (lambda lay, x: _banded(lay, x, max_taps)) if _splittable(layer, max_taps)
-                      else None, f"{model.name}_bands")
+    rule = Rule(f"depthwise conv -> bands of {max_taps} taps", lambda layer: _splittable(layer, max_taps),
+                lambda layer, x: _banded(layer, x, max_taps))
+    return rewrite(model, [rule], f"{model.name}_bands")
 
 
 def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -194,6 +249,37 @@ def _kernel_and_bias(layer) -> tuple[np.ndarray, np.ndarray | None]:
     return layer.kernel.numpy(), (layer.bias.numpy() if layer.use_bias else None)
 
 
+def _weights_of(lowered, layer) -> list:
+    return lowered.get_layer(layer.name).get_weights()
+
+
+def _restore_split(layer, lowered) -> list:
+    parts = [lowered.get_layer(f"{layer.name}_g{i}").get_weights() for i in range(layer.groups)]
+    return [np.concatenate([p[0] for p in parts], axis=-1)] + (
+        [np.concatenate([p[1] for p in parts])] if layer.use_bias else [])
+
+
+def _restore_reshaped(layer, lowered) -> list:
+    """A native or depthwise kernel (kh, kw, G, multiplier) back to the grouped (kh, kw, cin / G, cout)."""
+    weights = _weights_of(lowered, layer)
+    weights[0] = weights[0].reshape(layer.kernel.shape)
+    return weights
+
+
+def _restore_dense(layer, lowered) -> list:
+    weights = _weights_of(lowered, layer)
+    kernel, groups = weights[0], layer.groups
+    cin_g, cout_g = layer.kernel.shape[2], layer.kernel.shape[3] // groups
+    weights[0] = np.concatenate([kernel[:, :, i * cin_g:(i + 1) * cin_g, i * cout_g:(i + 1) * cout_g]
+                                 for i in range(groups)], axis=-1)
+    return weights
+
+
+register_lowering("native", "left as it is (TFLite CONV_2D op version 6, ONNX Conv with group)",
+                  _restore_reshaped)(None)
+
+
+@register_lowering("split", "split the input channels in G parts, one plain conv each, concatenate", _restore_split)
 def _split(layer, x):
     from keras import layers, ops
 
@@ -207,6 +293,7 @@ def _split(layer, x):
     return layers.Concatenate(axis=-1, name=f"{layer.name}_concat")(outputs)
 
 
+@register_lowering("depthwise", "a DepthwiseConv2D, when every group has one input channel", _restore_reshaped)
 def _depthwise(layer, x):
     from keras import layers
 
@@ -229,37 +316,56 @@ def block_diagonal_kernel(kernel: np.ndarray, groups: int) -> np.ndarray:
     return dense
 
 
+@register_lowering("dense", "one plain conv with a block-diagonal kernel (G x the MACs, runs everywhere)",
+                   _restore_dense)
 def _dense(layer, x):
     kernel, bias = _kernel_and_bias(layer)
     conv = _conv_like(layer, layer.filters, layer.name)
     return _apply(conv, x, block_diagonal_kernel(kernel, layer.groups), bias)
 
 
-def restore_grouped_weights(lowered, model) -> None:
-    """Copy the weights of `lowered` (any lowering of `model`, e.g. after training it) back into `model`.
+# --- tracing for tf2onnx ------------------------------------------------------------------------------------------
+# Keras 3 runs a grouped Conv2D on CPU through an XLA-compiled wrapper that tf2onnx cannot convert (DESIGN.md), holds
+# a Normalization's statistics as captured tensors (which tf2onnx would turn into extra graph inputs), and writes
+# exact GELU with erfc, which ONNX has no op for. These rules write each as plain graph ops (converters.trace_layers).
 
-    The inverse of `lower_grouped_convs`: split convs are concatenated, depthwise kernels reshaped,
-    and dense kernels give back their diagonal blocks (their off-diagonal blocks are dropped).
-    """
-    names = {layer.name for layer in lowered.layers}
-    for layer in model.layers:
-        if not _is_grouped(layer):
-            if layer.weights:
-                layer.set_weights(lowered.get_layer(layer.name).get_weights())
-            continue
-        kh, kw, cin_g, cout = layer.kernel.shape
-        cout_g = cout // layer.groups
-        if f"{layer.name}_g0" in names:  # split
-            parts = [lowered.get_layer(f"{layer.name}_g{i}").get_weights() for i in range(layer.groups)]
-            weights = [np.concatenate([p[0] for p in parts], axis=-1)]
-            if layer.use_bias:
-                weights.append(np.concatenate([p[1] for p in parts]))
-        else:
-            weights = lowered.get_layer(layer.name).get_weights()
-            kernel = weights[0]
-            if kernel.shape[2] == cin_g * layer.groups and kernel.shape[3] == cout:  # dense
-                weights[0] = np.concatenate([kernel[:, :, i * cin_g:(i + 1) * cin_g, i * cout_g:(i + 1) * cout_g]
-                                             for i in range(layer.groups)], axis=-1)
-            else:  # depthwise (kh, kw, G, multiplier) or native
-                weights[0] = kernel.reshape(kh, kw, cin_g, cout)
-        layer.set_weights(weights)
+def _is_gelu(layer) -> bool:
+    from keras import layers
+
+    return isinstance(layer, layers.Activation) and layer.get_config().get("activation") == "gelu"
+
+
+def _is_normalization(layer) -> bool:
+    from keras import layers
+
+    return isinstance(layer, layers.Normalization)
+
+
+def _erf_gelu(layer, x):
+    from converters.trace_layers import ErfGelu
+
+    return ErfGelu(name=layer.name)(x)
+
+
+def _constant_normalization(layer, x):
+    from converters.trace_layers import ConstantNormalization
+
+    return ConstantNormalization(np.asarray(layer.mean), np.asarray(layer.variance), name=layer.name)(x)
+
+
+def _graph_grouped_conv(layer, x):
+    from converters.trace_layers import GraphGroupedConv2D
+
+    return _apply(GraphGroupedConv2D.from_config(layer.get_config()), x, *_kernel_and_bias(layer))
+
+
+TRACE_RULES = [
+    Rule("exact GELU -> erf", _is_gelu, _erf_gelu),
+    Rule("Normalization -> graph constants", _is_normalization, _constant_normalization),
+    Rule("grouped conv -> tf.nn.convolution", _is_grouped, _graph_grouped_conv),
+]
+
+
+def traceable(model):
+    """The same model, traceable by tf2onnx (graph mode only): TRACE_RULES applied."""
+    return rewrite(model, TRACE_RULES, model.name)

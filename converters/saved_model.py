@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edge.errors import ConfigError
+from converters.reference import Identified, Lowered, ModelIdentity
+from edge.errors import ConfigError, first_line
 from edge.preprocessing import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
 
 PRESETS: dict[str, tuple[PreprocessSpec, str]] = {
@@ -36,8 +38,7 @@ PRESETS: dict[str, tuple[PreprocessSpec, str]] = {
 
 class ServingFunction:
     """The SavedModel's serving signature at a fixed input size: float32 NHWC images in, one output out.
-    Stands where a Keras model stands in a Source (predict), and gives the TFLite converter and tf2onnx
-    what they convert."""
+    A converters.reference.Graph: it gives the TFLite converter and tf2onnx what they convert."""
 
     def __init__(self, loaded, signature, input_name: str, output_name: str, height: int, width: int):
         import tensorflow as tf
@@ -54,7 +55,7 @@ class ServingFunction:
         self.input_shape = (None, height, width, 3)
         self.output_shape = tuple(self.concrete.outputs[0].shape)
 
-    def predict(self, inputs: np.ndarray, batch_size: int = 32, verbose: int = 0) -> np.ndarray:
+    def predict(self, inputs: np.ndarray, batch_size: int = 32) -> np.ndarray:
         return np.concatenate([np.asarray(self.function(inputs[i:i + batch_size]))
                                for i in range(0, len(inputs), batch_size)])
 
@@ -62,6 +63,33 @@ class ServingFunction:
         import tensorflow as tf
 
         return tf.lite.TFLiteConverter.from_concrete_functions([self.concrete], self.loaded)
+
+    def onnx_function(self):
+        return self.function
+
+
+@dataclass
+class SavedModelReference(Identified):
+    """A SavedModel's serving function as the reference (converters.reference.Reference): converted as it is."""
+
+    function: ServingFunction
+    identity: ModelIdentity
+    preprocessing: PreprocessSpec
+    labels: list[str]
+    weights: dict
+
+    def predict(self, inputs: np.ndarray, batch: int = 32) -> np.ndarray:
+        return np.asarray(self.function.predict(inputs, batch), np.float32)
+
+    def lowered(self, lowering: str, max_depthwise_taps: int | None = None) -> Lowered:
+        """The serving function itself: its grouped convs cannot be rewritten (nor its depthwise convs banded)."""
+        if lowering != "native":
+            raise ConfigError(f"a SavedModel converts as it is: its grouped convs cannot be lowered to {lowering}; "
+                              "use --target xnnpack or gpu, or rebuild the model in Keras with the kit")
+        return Lowered(self.function)
+
+    def macs(self) -> None:
+        return None
 
 
 def preprocessing_for(preset: str | None, preprocessing: str | None) -> PreprocessSpec:
@@ -88,11 +116,9 @@ def fingerprint(path: Path) -> str:
 
 def load_saved_model(path: str | Path, spec: PreprocessSpec, name: str | None = None, labels: list[str] | None = None,
                      log=print):
-    """A Source whose reference is the SavedModel's serving_default signature; ConfigError naming what was
-    found when the SavedModel is not a single-image classifier."""
+    """The SavedModel's serving_default signature as the reference; ConfigError naming what was found when the
+    SavedModel is not a single-image classifier."""
     import tensorflow as tf
-
-    from converters.source import ExternalSpec, Source
 
     path = Path(path)
     if not (path / "saved_model.pb").is_file():
@@ -101,7 +127,7 @@ def load_saved_model(path: str | Path, spec: PreprocessSpec, name: str | None = 
     try:
         loaded = tf.saved_model.load(str(path))
     except Exception as exc:  # TensorFlow raises several types for unreadable SavedModels
-        raise ConfigError(f"{path}: TensorFlow cannot load this SavedModel ({str(exc).splitlines()[0][:200]})") from None
+        raise ConfigError(f"{path}: TensorFlow cannot load this SavedModel ({first_line(exc, 200)})") from None
     signatures = dict(loaded.signatures)
     if "serving_default" not in signatures:
         found = ", ".join(signatures) or "none"
@@ -137,12 +163,8 @@ def load_saved_model(path: str | Path, spec: PreprocessSpec, name: str | None = 
     if labels and len(labels) != classes:
         raise ConfigError(f"{len(labels)} labels but the SavedModel has {classes} outputs; make them agree")
     model_name = name or "saved_model_" + re.sub(r"[^a-z0-9]+", "_", path.resolve().name.lower()).strip("_")
-    model_spec = ExternalSpec(model_name, spec, classes, (spec.height, spec.width), flavour="saved_model")
+    identity = ModelIdentity(model_name, "-", "saved_model", classes)
     log(f"model: SavedModel {path} (serving_default: {input_name} {shape} {input_spec.dtype.name} -> {output_name} "
         f"{classes} outputs), traced at {spec.height}x{spec.width}")
     info = {"path": str(path), "sha256": fingerprint(path), "description": "SavedModel (serving_default)"}
-    return Source(function, model_spec, labels or [f"class_{i}" for i in range(classes)], info)
-
-
-def is_saved_model(source) -> bool:
-    return isinstance(source.model, ServingFunction)
+    return SavedModelReference(function, identity, spec, labels or [f"class_{i}" for i in range(classes)], info)

@@ -1,81 +1,24 @@
-"""The reference model a conversion starts from: architecture, weights, labels, preprocessing.
+"""Loading the reference a conversion starts from: architecture, weights, labels, preprocessing.
 
 Without `--weights`, RegNetY-200MF (paper flavour) uses the kit's reference checkpoint
-(`models.reference`), and ConvNeXt-Tiny / EfficientNet-B7 theirs (`models.app_reference`); other
+(`training.reference` makes it), and ConvNeXt-Tiny / EfficientNet-B7 theirs (`models.app_reference`); other
 variants and flavours get seeded random weights, said loudly, since drift measured on an untrained
 network says little.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from edge.errors import ConfigError, WeightsError
+from converters.reference import KerasReference, ModelIdentity
+from edge.errors import ConfigError, WeightsError, first_line
 from edge.preprocessing import PreprocessSpec
 from models.app_reference import SEED as RANDOM_SEED  # the one seed of every random model
 from models.reference import DEFAULT_CHECKPOINT, read_card
-from models.zoo import ModelSpec, build_model, model_spec
+from models.zoo import build_model, model_spec
 
 
 HEADS = ("classifier", "none")
-
-
-@dataclass(frozen=True)
-class Flavour:
-    name: str
-
-
-@dataclass(frozen=True)
-class ExternalSpec:
-    """The ModelSpec fields the converters read, for a model outside the kit's RegNetY design space
-    (a keras.applications architecture, or a SavedModel)."""
-
-    base_name: str
-    preprocessing: PreprocessSpec
-    num_classes: int
-    input_shape: tuple[int, int]
-    include_head: bool = True
-    variant: str = "-"
-    flavour: Flavour | str = "external"
-    stages: tuple = ()
-
-    def __post_init__(self) -> None:
-        if isinstance(self.flavour, str):
-            object.__setattr__(self, "flavour", Flavour(self.flavour))
-
-    @property
-    def name(self) -> str:
-        return self.base_name if self.include_head else f"{self.base_name}_features"
-
-
-@dataclass
-class Source:
-    model: object                  # the Keras reference (grouped convs, float32)
-    spec: ModelSpec
-    labels: list[str]              # [] for a feature extractor (--head none)
-    weights: dict                  # {"path", "sha256", "description"}
-
-    def lowered(self, lowering: str):
-        """The model to convert, its grouped convs in `lowering`. A SavedModel converts as it is."""
-        from converters.rewrite import lower_grouped_convs
-
-        if not hasattr(self.model, "layers"):  # a SavedModel's serving function (converters.saved_model)
-            if lowering != "native":
-                raise ConfigError(f"a SavedModel converts as it is: its grouped convs cannot be lowered to {lowering}; "
-                                  "use --target xnnpack or gpu, or rebuild the model in Keras with the kit")
-            return self.model
-        return lower_grouped_convs(self.model, lowering)
-
-    @property
-    def output_kind(self) -> str:
-        """"logits" (a classifier) or "features" (pooled features, the TF Hub feature_vector role)."""
-        return "logits" if self.spec.include_head else "features"
-
-    def logits(self, inputs: np.ndarray, batch: int = 32) -> np.ndarray:
-        return np.asarray(self.model.predict(inputs, batch_size=batch, verbose=0), np.float32)
 
 
 def read_labels(path: str | Path) -> list[str]:
@@ -105,37 +48,31 @@ def _class_count(labels: list[str] | None, num_classes: int | None) -> int:
     return classes
 
 
-def _source(model, spec, labels: list[str] | None, info: dict, head: str, log) -> Source:
-    """The Source of a loaded classifier, or of its pooled features for head "none"."""
+def _reference(model, identity: ModelIdentity, preprocessing: PreprocessSpec, labels: list[str] | None, info: dict,
+               head: str, log) -> KerasReference:
+    """The reference of a loaded classifier, or of its pooled features for head "none"."""
     from dataclasses import replace
+
+    from models.heads import pooled_features
 
     if head == "none":
         model = pooled_features(model)
         log(f"head: none; the model outputs {model.output_shape[-1]} pooled features per image, validated by cosine "
             "similarity against the reference")
-        return Source(model, replace(spec, include_head=False), [], info)
-    return Source(model, spec, labels or [f"class_{i}" for i in range(spec.num_classes)], info)
-
-
-def pooled_features(model):
-    """The model up to its classifier: the pooled features that feed the last Dense layer."""
-    import keras
-
-    head = model.layers[-1]
-    if not isinstance(head, keras.layers.Dense):
-        raise ConfigError(f"{model.name} does not end in a Dense classifier; it has no head to remove")
-    return keras.Model(model.inputs, head.input, name=f"{model.name}_features")
+        return KerasReference(model, replace(identity, name=f"{identity.name}_features", head=False), preprocessing,
+                              [], info)
+    return KerasReference(model, identity, preprocessing, labels or [f"class_{i}" for i in range(identity.num_classes)],
+                          info)
 
 
 def load_application(name: str, weights: str | Path | None = None, *, num_classes: int | None = None,
                      labels_path: str | Path | None = None, input_size: int | None = None, head: str = "classifier",
-                     log=print) -> Source:
+                     log=print) -> KerasReference:
     """A keras.applications architecture (models.applications) with weights from a path, or seeded random."""
-    import hashlib
-
     from models.app_reference import apply as apply_reference
     from models.app_reference import checkpoint_path, reference_card, seeded
     from models.applications import get_application
+    from models.weights import file_sha256
 
     if head not in HEADS:
         raise ConfigError(f"unknown head {head!r}; valid: {', '.join(HEADS)}")
@@ -150,7 +87,7 @@ def load_application(name: str, weights: str | Path | None = None, *, num_classe
     if card:
         path = checkpoint_path(name)
         apply_reference(model, path, card)
-        info = {"path": _relative(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        info = {"path": _relative(path), "sha256": file_sha256(path),
                 "description": "the kit's reference (seeded backbone conditioned on the photographs, linear "
                                "classifier trained on them; not ImageNet weights)"}
         log(f"weights: the kit's reference {_relative(path)} (held-out top-1 {card['heldout_top1']:.1%} at "
@@ -168,17 +105,17 @@ def load_application(name: str, weights: str | Path | None = None, *, num_classe
             model.load_weights(str(path))
         except Exception as exc:  # Keras raises ValueError/OSError/KeyError variants for files that do not fit
             raise WeightsError(f"{path} does not fit {name} with {classes} classes at {size}x{size} "
-                               f"({str(exc).splitlines()[0][:200]})") from None
-        info = {"path": _relative(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                               f"({first_line(exc, 200)})") from None
+        info = {"path": _relative(path), "sha256": file_sha256(path),
                 "description": "Keras weights"}
         log(f"weights: {_relative(path)}")
-    spec = ExternalSpec(name, app.preprocessing(size), classes, (size, size), variant=name, flavour="keras.applications")
-    return _source(model, spec, labels, info, head, log)
+    identity = ModelIdentity(name, name, "keras.applications", classes)
+    return _reference(model, identity, app.preprocessing(size), labels, info, head, log)
 
 
 def load_source(variant: str = "200mf", flavour: str = "paper", weights: str | Path | None = None, *,
                 num_classes: int | None = None, labels_path: str | Path | None = None, input_size: int = 224,
-                normalize_in_model: bool | None = None, head: str = "classifier", log=print) -> Source:
+                normalize_in_model: bool | None = None, head: str = "classifier", log=print) -> KerasReference:
     """Build the reference model and give it weights: the user's, the kit's checkpoint, or random.
 
     head "none" keeps the weights' whole model for loading, then cuts it before the classifier: the
@@ -195,7 +132,7 @@ def load_source(variant: str = "200mf", flavour: str = "paper", weights: str | P
         weights = DEFAULT_CHECKPOINT
         if not Path(weights).is_file():
             raise WeightsError(f"the kit's reference checkpoint {weights} is missing; restore it from git or run "
-                               "python -m models.reference")
+                               "python -m training.reference")
     if weights is not None:
         card = read_card(Path(weights))
     labels = read_labels(labels_path) if labels_path else (card or {}).get("labels")
@@ -218,5 +155,6 @@ def load_source(variant: str = "200mf", flavour: str = "paper", weights: str | P
         info = {"path": shown, "sha256": report.sha256, "description": kind}
         note = f", held-out top-1 {card['heldout_top1']:.1%}" if card and "heldout_top1" in card else ""
         log(f"weights: {kind} {shown} (sha256 {report.sha256[:12]}{note})")
-    return _source(model, spec, labels, info, head, log)
+    identity = ModelIdentity(spec.name, spec.variant, spec.flavour.name, spec.num_classes)
+    return _reference(model, identity, spec.preprocessing, labels, info, head, log)
 

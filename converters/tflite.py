@@ -3,7 +3,7 @@
 Precisions: float32 (default), --fp16 (float16 weights), --dynamic (int8 weights, float activations),
 --int8 (full integer, calibrated on representative images; I/O float32, uint8 or int8). The file
 holds builtin ops only; grouped convs are written the way the --target runs them. The artifact is
-run and compared with the Keras reference before it is written (see converters.pipeline).
+run and compared with the reference before it is written (converters.pipeline).
 """
 
 from __future__ import annotations
@@ -11,198 +11,105 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import dataclass, field
 
-import numpy as np
-
-from calibration.representative import Prepared, calibration_set, validation_set
+from calibration.representative import Prepared
 from converters import cli
-from edge.capture import captured_native_output, tail
 from converters.metadata import embed_tflite
-from converters.pipeline import Plan, Result, evaluate, finish
-from converters.rewrite import large_depthwise_convs, split_depthwise_taps
-from converters.source import Source
-from converters.targets import Target, choose_lowering, get_target
-from edge.atomic import ensure_writable
-from edge.errors import ConfigError, KitError, run_cli
-from edge.tflite_file import CONV_2D, CUSTOM, operator_codes
+from converters.pipeline import Candidate, Job, convert as run_pipeline, log as default_log
+from converters.plan import Evaluation, Plan, Result
+from converters.reference import Lowered, Reference
+from converters.tflite_converter import IO_TYPES, check_ops, to_tflite
+from edge.errors import ConfigError, run_cli
 
-PRECISIONS = ("float32", "float16", "dynamic", "int8")
-IO_TYPES = ("float32", "uint8", "int8")
+FORMAT = "tflite"
 
 
-class ConversionError(KitError):
-    """The converter failed or produced a file the target cannot run."""
+@dataclass(frozen=True)
+class TFLiteOptions:
+    io: str = "float32"                      # input/output type of a full-int8 file
+    keep_float: tuple[str, ...] = ()         # layers to keep in float (full int8 only), or ("auto",)
+
+    def check(self, precision: str) -> None:
+        if self.io not in IO_TYPES:
+            raise ConfigError(f"unknown --io {self.io!r}; valid: {', '.join(IO_TYPES)}")
+        if self.io != "float32" and precision != "int8":
+            raise ConfigError(f"--io {self.io} needs --int8 (only a fully integer model has integer I/O)")
+        if self.keep_float and (precision != "int8" or self.io != "float32"):
+            raise ConfigError("--keep-float needs --int8 with --io float32")
 
 
-def make_converter(model, precision: str, calibration: Prepared | None = None, io: str = "float32", progress=None):
-    """A configured tf.lite.TFLiteConverter for a Keras model (builtin ops only).
+@dataclass
+class TFLiteFacts:
+    io_type: str
+    ops: list[str]
+    keep_float: dict | None = None
+    worst_layers: list | None = field(default=None)
 
-    progress: a stream for the calibration progress bar (default stderr)."""
-    import tensorflow as tf
+    def record(self, bands: dict | None = None) -> dict:
+        """The metadata entries (in the order the reports have always listed them)."""
+        record = {"io_type": self.io_type, **({"depthwise_bands": bands} if bands else {}), "format": FORMAT,
+                  "ops": self.ops}
+        if self.keep_float is not None:
+            record["keep_float"] = self.keep_float
+        if self.worst_layers is not None:
+            record["worst_layers"] = self.worst_layers
+        return record
 
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
-    if io != "float32" and precision != "int8":
-        raise ConfigError(f"--io {io} needs --int8 (only a fully integer model has integer I/O)")
-    if hasattr(model, "tflite_converter"):  # a SavedModel's serving function
-        converter = model.tflite_converter()
-    else:
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if precision != "float32":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if precision == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    elif precision == "int8":
-        if calibration is None:
-            raise ConfigError("full int8 needs representative images (calibration)")
-        inputs = calibration.inputs
-
-        def representative():
-            from tqdm import tqdm
-
-            for x in tqdm(inputs, desc="calibrating", unit="img", leave=False, disable=None,
-                          file=progress or sys.stderr):
-                yield [x[None]]
-
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        dtype = {"float32": tf.float32, "uint8": tf.uint8, "int8": tf.int8}[io]
-        converter.inference_input_type = dtype
-        converter.inference_output_type = dtype
-    return converter
+    def remedies(self, precision: str) -> str:
+        return "Calibrate on images like yours (--calib DIR)" + (
+            ", keep the worst layers in float (--keep-float auto)" if precision == "int8" else "")
 
 
-def to_tflite(model, precision: str, calibration: Prepared | None = None, io: str = "float32") -> bytes:
-    """Convert a Keras model to TFLite bytes (builtin ops only)."""
-    return run_converter(lambda console: make_converter(model, precision, calibration, io, console).convert())
+@dataclass
+class TFLiteExporter:
+    options: TFLiteOptions = TFLiteOptions()
+
+    def describe(self, job: Job) -> str:
+        plan = job.plan
+        return (f"converting {job.reference.name} to TFLite {plan.precision} (grouped convs: {plan.lowering}, "
+                f"target {plan.target.name})")
+
+    def export(self, lowered: Lowered, job: Job) -> Candidate:
+        data = to_tflite(lowered.graph, job.plan.precision, job.plan.calibration, self.options.io)
+        return Candidate(data, TFLiteFacts(self.options.io, check_ops(data, job.plan.target)))
+
+    def evaluate(self, candidate: Candidate, job: Job) -> Evaluation:
+        return job.evaluate(candidate.data)
+
+    def refine(self, lowered: Lowered, candidate: Candidate, evaluation: Evaluation,
+               job: Job) -> tuple[Candidate, Evaluation]:
+        """The keep-float step (converters.selective): with --keep-float, or to name the worst layers when full int8
+        is over budget."""
+        plan, keep = job.plan, list(self.options.keep_float)
+        over = evaluation.violations and not plan.allow_drift
+        if plan.precision != "int8" or self.options.io != "float32" or not (keep or over):
+            return candidate, evaluation
+        from dataclasses import replace
+
+        from converters.selective import keep_float
+
+        outcome = keep_float(lowered.graph, job, candidate.data, evaluation, keep)
+        facts = replace(candidate.facts, keep_float=outcome.keep_float, worst_layers=outcome.worst_layers)
+        return Candidate(outcome.data, facts), outcome.evaluation
+
+    def embed(self, data: bytes, record: dict) -> bytes:
+        return embed_tflite(data, record)
 
 
-def run_converter(work):
-    """Run work(console) with native output captured; the log becomes part of the error when it fails.
-    `console` is the terminal's stderr, for progress bars."""
-    with captured_native_output() as captured:
-        try:
-            return bytes(work(captured.console))
-        except KitError:
-            raise
-        except Exception as exc:  # the converter raises ConverterError and friends with native logs
-            message = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-            raise ConversionError(f"the TFLite converter failed: {message} [{tail(captured())}]") from None
-
-
-def check_ops(data: bytes, target: Target) -> dict:
-    """Refuse Flex/custom ops, and grouped CONV_2D (op version 6+) on targets that cannot run it."""
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    codes = operator_codes(data)
-    custom = [c for code, c, _ in codes if code == CUSTOM]
-    if custom:
-        raise ConversionError(f"the file needs non-builtin ops {custom}; the kit ships builtin-only files")
-    grouped = [v for code, _, v in codes if code == CONV_2D and v >= 6]
-    if grouped and target.forbids_grouped_conv:
-        raise ConversionError(f"the file has CONV_2D op version {max(grouped)} (grouped) but target {target.name} "
-                              "cannot run it; use --grouped-conv split or dense")
-    return {"ops": sorted(f"{names.get(code, code)}:v{v}" for code, _, v in codes)}
-
-
-DEBUG_IMAGES = 16  # validation images the quantization debugger compares float and int8 on
-
-
-def convert(source: Source, plan: Plan, validation: Prepared, io: str = "float32", keep_float: list[str] | None = None,
-            log=cli.log) -> Result:
-    """Lower, convert, check and validate one TFLite artifact (see `finish`).
+def convert(reference: Reference, plan: Plan, validation: Prepared, io: str = "float32",
+            keep_float: Sequence[str] | None = None, log=default_log) -> Result:
+    """Lower, convert, check and validate one TFLite artifact, and write it when within budget (converters.pipeline).
 
     keep_float (full int8 only): layer names to leave in float, or ["auto"]: the fewest of the worst
     layers (1, 2, 4, ...) that bring the drift within budget.
     """
-    model, taps = source.lowered(plan.lowering), plan.target.max_depthwise_taps
-    banded = large_depthwise_convs(model, taps) if taps and hasattr(model, "layers") else []
-    if banded:
-        model = split_depthwise_taps(model, taps)
-        plan.extra["depthwise_bands"] = {"max_taps": taps, "layers": banded}
-        log(f"{len(banded)} depthwise convs of more than {taps} taps split in bands of kernel rows (XNNPACK runs "
-            f"larger kernels on a slow path; --target portable keeps them whole)")
-    reference = source.logits(validation.inputs)
-    log(f"converting {source.spec.name} to TFLite {plan.precision} (grouped convs: {plan.lowering}, "
-        f"target {plan.target.name})")
-    data = to_tflite(model, plan.precision, plan.calibration, io)
-    plan.extra.update(format="tflite", **check_ops(data, plan.target))
-    evaluation = evaluate(plan, source, validation, reference, data)
-    if plan.precision == "int8" and (keep_float or (evaluation.violations and not plan.allow_drift)):
-        data, evaluation = _keep_float(model, source, plan, validation, reference, data, evaluation, keep_float or [], log)
-    return finish(plan, source, validation, reference, data, embed_tflite, log=log, evaluation=evaluation)
+    options = TFLiteOptions(io, tuple(keep_float or ()))
+    options.check(plan.precision)
+    return run_pipeline(reference, plan, validation, TFLiteExporter(options), log=log)
 
 
-def _keep_float(model, source, plan, validation, reference, full: bytes, full_eval, keep: list[str], log):
-    """Selective int8 (or, with nothing to keep, a DriftError that names the worst layers)."""
-    from converters.selective import growth, layer_errors, matching, selective_int8
-
-    if io_of(plan) != "float32":
-        raise ConfigError("--keep-float needs --io float32 (float layers inside an integer-I/O file are not supported)")
-    log("measuring per-layer quantization error (LiteRT quantization debugger)")
-    errors = layer_errors(model, plan.calibration, validation.inputs[:DEBUG_IMAGES])
-    worst = ", ".join(f"{e.layer} ({e.error_steps:.1f} steps)" for e in errors[:5])
-    if not keep:  # plain --int8 over budget: say which layers, then let finish() refuse
-        log(f"worst layers by quantization error (RMSE in quantization steps; rounding alone gives 0.29): {worst}")
-        plan.extra["worst_layers"] = [e.__dict__ | {"layer": e.layer} for e in errors[:10]]
-        return full, full_eval
-    if keep == ["auto"]:
-        if not full_eval.violations:
-            log("full int8 is within budget already; no layer kept in float")
-            chosen, data, evaluation = [], full, full_eval
-        else:
-            for k in growth(len(errors)):
-                chosen = errors[:k]
-                data = selective_int8(model, plan.calibration, chosen)
-                evaluation = evaluate(plan, source, validation, reference, data)
-                log(f"  {k} worst layers in float: top-1 agreement {evaluation.drift.top1_agreement:.2%}, "
-                    f"SQNR {evaluation.drift.sqnr_db:.1f} dB{'' if evaluation.violations else ' (within budget)'}")
-                if not evaluation.violations:
-                    break
-    else:
-        chosen = matching(errors, keep)
-        data = selective_int8(model, plan.calibration, chosen)
-        evaluation = evaluate(plan, source, validation, reference, data)
-    full_ms, kept_ms = (_p50_ms(plan, d, validation) for d in (full, data))
-    plan.extra["keep_float"] = {
-        "requested": keep, "layers": sorted(dict.fromkeys(e.layer for e in chosen)), "tensors": len(chosen),
-        "worst_layers": [e.__dict__ | {"layer": e.layer} for e in errors[:10]],
-        "full_int8_drift": {"top1_agreement": full_eval.drift.top1_agreement, "sqnr_db": full_eval.drift.sqnr_db,
-                            "violations": full_eval.violations},
-        "size_bytes": len(data), "size_bytes_full_int8": len(full), "p50_ms": kept_ms, "p50_ms_full_int8": full_ms,
-    }
-    log(f"kept in float: {len(chosen)} tensors ({', '.join(plan.extra['keep_float']['layers'][:8]) or 'none'}); "
-        f"size {len(full) / 1e6:.2f} -> {len(data) / 1e6:.2f} MB, p50 {full_ms:.2f} -> {kept_ms:.2f} ms (XNNPACK, 2 threads)")
-    return data, evaluation
-
-
-def io_of(plan: Plan) -> str:
-    return plan.extra.get("io_type", "float32")
-
-
-def _p50_ms(plan: Plan, data: bytes, validation: Prepared, runs: int = 30) -> float:
-    """Median batch-1 latency of candidate bytes (a rough cost figure; benchmarks live in edge.benchmark)."""
-    from edge.atomic import atomic_write
-    from edge.runtime import RuntimeOptions, load
-    from edge.timing import latencies_ms
-
-    tmp = atomic_write(plan.out.with_name(f".{plan.out.stem}.timing.tflite"), data)
-    try:
-        runner = load(tmp, RuntimeOptions(threads=2))
-        return float(np.median(latencies_ms(runner, validation.inputs[:1], runs=runs)))
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m converters.tflite",
-        description="Convert a RegNetY to a LiteRT/TFLite file, run it against the Keras reference on validation "
-                    "images, and write it only when its drift is within budget. Writes FILE, FILE.json and FILE.md.")
-    cli.add_model_arguments(parser)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     precision = parser.add_argument_group("precision (default float32)").add_mutually_exclusive_group()
     precision.add_argument("--fp16", action="store_const", dest="precision", const="float16", help="float16 weights")
     precision.add_argument("--dynamic", action="store_const", dest="precision", const="dynamic",
@@ -216,36 +123,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="with --int8: leave these layers (e.g. s2_b1_se_fc1) in float; 'auto': the fewest of the "
                              "worst layers (by LiteRT's quantization debugger) that bring the drift within budget, "
                              "with the size and speed cost reported")
-    cli.add_artifact_arguments(parser, "tflite")
-    return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    target = get_target(args.target, "tflite")
-    lowering = choose_lowering(target, args.grouped_conv)
-    cli.check_lowering(args, lowering)
-    if args.io != "float32" and args.precision != "int8":
-        raise ConfigError(f"--io {args.io} needs --int8 (only a fully integer model has integer I/O)")
-    if args.keep_float and (args.precision != "int8" or args.io != "float32"):
-        raise ConfigError("--keep-float needs --int8 with --io float32")
-    source = cli.source_from(args)
-    spec = source.spec.preprocessing
-    suffix = "" if args.io == "float32" else f"_io{args.io}"
-    out = args.out or cli.default_out(source.spec.name, args.precision, lowering, "tflite", suffix)
-    if out.suffix != ".tflite":
-        raise ConfigError(f"--out must end in .tflite, got {out}")
-    ensure_writable(out)
-    calibration = calibration_set(spec, args.calib, args.calib_size, args.seed) if args.precision == "int8" else None
-    validation = validation_set(spec, args.data, args.val_size)
-    if args.data:  # the bundled crops are labelled for the reference checkpoint only
-        validation.check_labels(source.labels)
-    budget = cli.budget_from(args, args.precision, features=source.output_kind == "features")
-    plan = Plan(Path(out), args.precision, target, lowering, budget, args.allow_drift,
-                calibration, extra={"io_type": args.io})
-    result = convert(source, plan, validation, args.io, args.keep_float)
-    print(cli.summary(result))
-    return 0
+def exporter_from(args: argparse.Namespace) -> tuple[str, TFLiteExporter, str]:
+    """(precision, exporter, file-name suffix) from the parsed arguments, checked before anything is loaded."""
+    options = TFLiteOptions(args.io, tuple(args.keep_float or ()))
+    options.check(args.precision)
+    return args.precision, TFLiteExporter(options), "" if args.io == "float32" else f"_io{args.io}"
+
+
+FRONTEND = cli.Frontend(
+    format=FORMAT, module="converters.tflite", add_arguments=add_arguments, exporter_from=exporter_from,
+    description="Convert a RegNetY to a LiteRT/TFLite file, run it against the reference on validation images, and "
+                "write it only when its drift is within budget. Writes FILE, FILE.json and FILE.md.")
+
+
+main = FRONTEND.main
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`python -m converters.validate --variant 200mf ARTIFACT... [--data DIR] [--json PATH]`: drift of artifacts.
+"""`python -m converters.validate --variant 200mf ARTIFACT... [--data DIR] [--json PATH|-]`: drift of artifacts.
 
 Runs the Keras reference and each artifact (through the edge runtime) on the same images and prints
 one table. Each artifact is held to its precision's budget (calibration/drift.py), read from the
@@ -8,7 +8,6 @@ metadata the converters embed; exit status 1 when any artifact is over budget.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +16,7 @@ from calibration.drift import BUDGETS, measure
 from calibration.representative import validation_set
 from converters import cli
 from converters.pipeline import run_with_progress
-from edge.atomic import atomic_write
+from edge.command import add_json_argument, emit, parser_for
 from edge.errors import ConfigError, run_cli
 from edge.preprocessing import PreprocessSpec
 from edge.runtime import RuntimeOptions, load
@@ -38,14 +37,14 @@ def validate(artifacts: list[Path], args: argparse.Namespace) -> list[dict]:
         if key not in sources:
             sources[key] = cli.source_from(args, normalize_in_model=normalize, head=key[1])
         source = sources[key]
-        spec = PreprocessSpec.from_dict(meta["preprocessing"]) if "preprocessing" in meta else source.spec.preprocessing
-        if meta.get("labels") and len(meta["labels"]) != source.spec.num_classes:
+        spec = PreprocessSpec.from_dict(meta["preprocessing"]) if "preprocessing" in meta else source.preprocessing
+        if meta.get("labels") and len(meta["labels"]) != source.num_classes:
             raise ConfigError(f"{path} has {len(meta['labels'])} classes but the reference has "
-                              f"{source.spec.num_classes}; pass the matching --weights / --classes")
+                              f"{source.num_classes}; pass the matching --weights / --classes")
         data = validation_set(spec, args.data, args.limit)
         if args.data:
             data.check_labels(source.labels)
-        reference = source.logits(data.inputs)
+        reference = source.predict(data.inputs)
         outputs = run_with_progress(runner, data.inputs, f"running {path.name}")
         drift = measure(reference, outputs, data.label_indices(source.labels), data.names)
         budget = cli.budget_from(args, precision, features=features)
@@ -70,8 +69,8 @@ def table(rows: list[dict]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m converters.validate",
+    parser = parser_for(
+        "converters.validate",
         description="Measure each artifact's drift from the Keras reference on the same images (top-1/top-5 agreement, "
                     "logit errors, cosine, SQNR, KL, accuracy when labels exist) against its precision's budget. "
                     "Exit status 1 when any artifact is over budget.")
@@ -82,16 +81,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--precision", choices=tuple(BUDGETS), help="budget to apply to files without kit metadata")
     cli.add_budget_arguments(parser)
     parser.add_argument("--threads", type=int, default=2, help="runtime threads (default 2)")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the table as JSON")
+    add_json_argument(parser, "the table")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     rows = validate(args.artifacts, args)
-    print(table(rows))
-    if args.json:
-        atomic_write(args.json, (json.dumps(rows, indent=2) + "\n").encode())
+    emit(table(rows), rows, args.json)
     over = [Path(r["artifact"]).name for r in rows if r["violations"]]
     if over:
         print(f"over budget: {', '.join(over)}", file=sys.stderr)

@@ -8,14 +8,14 @@ build (or `./gradlew installDebug`) ships it. Nothing is copied when a check fai
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edge.atomic import atomic_write
 from edge.classifier import Classifier
+from edge.command import add_json_argument, emit, parser_for
 from edge.errors import run_cli
 from edge.runtime import RuntimeOptions
 from edge.tflite_file import ModelFileError, read_model_bytes
@@ -77,24 +77,25 @@ def install(model: str | Path, app: str | Path = DEFAULT_APP) -> tuple[AppModel,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m edge.android", description=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = parser_for("edge.android", __doc__)
     parser.add_argument("--model", type=Path, required=True, metavar="FILE", help="the converted .tflite file")
     parser.add_argument("--app", type=Path, default=DEFAULT_APP, metavar="DIR",
                         help="the Android project (default: the kit's android_demo)")
     parser.add_argument("--check-only", action="store_true", help="check the model, copy nothing")
+    add_json_argument(parser, "what was checked (and where the model was copied)")
     args = parser.parse_args(argv)
     if args.check_only:
         checked, destination = check(args.model), None
     else:
         checked, destination = install(args.model, args.app)
-    print(f"{checked.path.name}: {checked.precision}, input {checked.input}, output {checked.output}, "
-          f"{checked.labels} labels, grouped convs {checked.lowering or 'n/a'}")
-    for note in checked.notes:
-        print(f"note: {note}")
+    lines = [f"{checked.path.name}: {checked.precision}, input {checked.input}, output {checked.output}, "
+             f"{checked.labels} labels, grouped convs {checked.lowering or 'n/a'}"]
+    lines += [f"note: {note}" for note in checked.notes]
     if destination is not None:
-        print(f"copied to {destination}; build and install with: cd {args.app} && ./gradlew installDebug")
+        lines.append(f"copied to {destination}; build and install with: cd {args.app} && ./gradlew installDebug")
+    record = {**asdict(checked), "path": str(checked.path), "notes": list(checked.notes),
+              "copied_to": str(destination) if destination is not None else None}
+    emit("\n".join(lines), record, args.json)
     return 0
 
 

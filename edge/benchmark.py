@@ -6,7 +6,8 @@ resident memory, file size, achieved GMAC/s (MACs from the kit metadata) and its
 machine's single-precision matmul peak (numpy sgemm, measured in the same run with the BLAS free to
 pick its best kernel). `--reference --variant 200mf` adds the Keras reference, timed at its best
 (a compiled tf.function), in a separate process. Each case runs in a fresh process, so load time
-and peak memory are its own. A Markdown table goes to stdout; --json and --plot on request.
+and peak memory are its own. A Markdown table goes to stdout (with --json -, the JSON instead); --json
+and --plot on request.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from edge.atomic import atomic_write
+from edge.command import add_json_argument, emit, parser_for
 from edge.errors import ConfigError, KitError, run_cli
+from edge.timing import call_latencies_ms
 
 
 def measure_case(model: str, threads: int, xnnpack: bool, runs: int, warmup: int, batch: int = 8) -> dict:
@@ -72,8 +75,7 @@ def matmul_peak_gflops(threads: int) -> dict:
     environment leaves the BLAS free to choose its kernel)."""
     a = np.random.default_rng(0).standard_normal((PEAK_SIZE, PEAK_SIZE)).astype(np.float32)
     b = np.random.default_rng(1).standard_normal((PEAK_SIZE, PEAK_SIZE)).astype(np.float32)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(10))
+    best = float(call_latencies_ms(np.matmul, a, b, runs=10, warmup=1).min()) / 1e3
     kernel = None
     try:
         from threadpoolctl import threadpool_info
@@ -83,12 +85,6 @@ def matmul_peak_gflops(threads: int) -> dict:
     except ImportError:
         pass
     return {"threads": threads, "gflops": 2 * PEAK_SIZE ** 3 / best / 1e9, "blas_kernel": kernel}
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def _peak_in_subprocess(threads: int) -> dict:
@@ -160,8 +156,9 @@ def _ints(text: str, what: str) -> list[int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m edge.benchmark",
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the Keras reference's worker inherits it
+    parser = parser_for(
+        "edge.benchmark",
         description="Latency (p50/p90/p99, batch 1), load time, peak memory, size and GMAC/s of artifacts, each "
                     "case in a fresh process. Markdown table on stdout.")
     parser.add_argument("--model", action="append", type=Path, metavar="FILE", help="artifact (repeat for more)")
@@ -175,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--variant", default="200mf", help="reference variant (default 200mf)")
     parser.add_argument("--flavour", default="paper", help="reference flavour (default paper)")
     parser.add_argument("--weights", help="reference weights (default: as the converters choose)")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the rows (and the matmul peak) as JSON")
+    add_json_argument(parser, "the rows (and the matmul peak)")
     parser.add_argument("--plot", type=Path, metavar="PNG", help="also draw p50 latencies as a bar chart")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--peak-worker", type=int, help=argparse.SUPPRESS)
@@ -219,14 +216,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in rows:
         if r.get("gmacs_per_s"):
             r["peak_fraction"] = 2 * r["gmacs_per_s"] / peaks[r["threads"]]["gflops"]
-    print(table(rows))
-    if args.json:
-        atomic_write(args.json, (json.dumps({"matmul_peak": list(peaks.values()), "rows": rows}, indent=2) + "\n").encode())
+    emit(table(rows), {"matmul_peak": list(peaks.values()), "rows": rows}, args.json)
     if args.plot:
         plot(rows, args.plot)
     return 0
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.exit(run_cli(main))

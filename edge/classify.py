@@ -1,4 +1,4 @@
-"""`python -m edge.classify IMAGE... --model FILE [--top 5] [--json] [--threads N]`: on-device classification.
+"""`python -m edge.classify IMAGE... --model FILE [--top 5] [--json PATH|-] [--threads N]`: on-device classification.
 
 One line per image: top-k labels with probabilities and the model's latency. A folder expands to
 the images in it (recursively). Needs only numpy, Pillow and a runtime (pip install .[edge]).
@@ -6,13 +6,12 @@ the images in it (recursively). Needs only numpy, Pillow and a runtime (pip inst
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from edge.classifier import Classifier
+from edge.command import add_json_argument, json_to_stdout, parser_for, write_json
 from edge.errors import ConfigError, ImageError, run_cli
 from edge.images import IMAGE_SUFFIXES, image_files
 from edge.runtime import RuntimeOptions
@@ -34,8 +33,8 @@ def expand(paths: Sequence[str]) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m edge.classify",
+    parser = parser_for(
+        "edge.classify",
         description="Classify images with a .tflite or .onnx file written by the kit's converters (labels and "
                     "preprocessing are read from the file).")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
@@ -43,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=5, help="labels shown per image (default 5)")
     parser.add_argument("--threads", type=int, default=2, help="runtime threads (default 2)")
     parser.add_argument("--no-xnnpack", action="store_true", help="LiteRT: builtin kernels instead of XNNPACK")
-    parser.add_argument("--json", action="store_true", help="print a JSON list on stdout instead of lines")
+    add_json_argument(parser, "a list of the results (one object per image)")
     args = parser.parse_args(argv)
     if args.top < 1:
         raise ConfigError(f"--top must be at least 1, got {args.top}")
@@ -58,11 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             failed += 1
             continue
         results.append(result)
-        if not args.json:
+        if not json_to_stdout(args.json):
             labels = ", ".join(f"{p.label} {p.probability:.3f}" for p in result.top)
             print(f"{path}: {labels} ({result.latency_ms:.2f} ms)")
     if args.json:
-        print(json.dumps([r.to_dict() for r in results], indent=2))
+        write_json([r.to_dict() for r in results], args.json)
     return 2 if failed else 0
 
 

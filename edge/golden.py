@@ -10,7 +10,6 @@ three source sizes (upsampling, downsampling, exact), which keeps the set small 
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -22,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from edge.classifier import Classifier
+from edge.command import parser_for, prog
 from edge.errors import KitError, run_cli
 from edge.images import load_image, resize_and_crop, to_input
 from edge.preprocessing import PreprocessSpec
@@ -52,10 +52,6 @@ def source_images(paths: Sequence[Path], shrink: bool) -> list[tuple[str, Image.
             im = im.resize(SOURCE_SIZES[i % len(SOURCE_SIZES)], Image.Resampling.LANCZOS)
         images.append((f"{Path(path).stem}_{im.width}x{im.height}", im))
     return images
-
-
-def _tensor(info) -> dict:
-    return {"shape": list(info.shape), "dtype": info.dtype, "scale": info.scale, "zero_point": info.zero_point}
 
 
 def write_golden(models: Sequence[Path], images: Sequence[tuple[str, Image.Image]], out: Path,
@@ -98,8 +94,9 @@ def _model_cases(model: Path, images, work: Path) -> dict:
     folder = work / "models" / model.stem
     folder.mkdir(parents=True)
     metadata = json.dumps(runner.metadata, sort_keys=True)
-    entry = {"name": model.name, "metadata": metadata, "input": _tensor(runner.input),
-             "output": _tensor(runner.output), "cases": []}
+    entry = {"name": model.name, "metadata": metadata,
+             "input": runner.input.to_dict(name=False, always_quantization=True),
+             "output": runner.output.to_dict(name=False, always_quantization=True), "cases": []}
     for name, im in images:
         x = to_input(im, classifier.spec)[None]
         tensor = quantize(x, runner.input) if runner.input.quantized else x.astype(np.float32)
@@ -115,9 +112,7 @@ def _model_cases(model: Path, images, work: Path) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m edge.golden", description=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = parser_for("edge.golden", __doc__)
     parser.add_argument("--model", action="append", type=Path, required=True, metavar="FILE",
                         help=".tflite artifact (repeat: e.g. a float32 and an int8 --io uint8 file)")
     parser.add_argument("--image", action="append", type=Path, metavar="FILE",
@@ -128,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     paths = args.image or default_images()
     images = source_images(paths, shrink=not args.no_shrink)
-    index = write_golden(args.model, images, args.out, "python -m edge.golden " + " ".join(argv or sys.argv[1:]))
+    index = write_golden(args.model, images, args.out, " ".join([prog("edge.golden"), *(argv or sys.argv[1:])]))
     cases = sum(len(m["cases"]) for m in index["models"])
     print(f"wrote {args.out}: {len(images)} images, {len(index['resize_cases'])} resize cases, "
           f"{len(index['models'])} models, {cases} model cases")

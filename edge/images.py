@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from edge.errors import ImageError
+from edge.errors import ImageError, first_line
 from edge.preprocessing import PreprocessSpec
 
 # Larger images are refused by name (decompression-bomb guard). Pillow's own limit, which it checks
@@ -43,7 +43,7 @@ def load_image(path: str | Path) -> Image.Image:
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise ImageError(f"{path}: the image is over the {MAX_PIXELS:,} pixel limit; downscale it first") from None
     except (OSError, SyntaxError, ValueError) as exc:  # Pillow's ways of saying corrupt or unknown
-        raise ImageError(f"{path}: not a readable image ({str(exc).splitlines()[0][:200]})") from None
+        raise ImageError(f"{path}: not a readable image ({first_line(exc, 200)})") from None
 
 
 def image_files(root: str | Path) -> list[Path]:

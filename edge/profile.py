@@ -12,21 +12,18 @@ whole model pays once, plus what XNNPACK fuses across ops.
 
 from __future__ import annotations
 
-import argparse
-import json
-import re
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edge.atomic import atomic_write
+from edge.command import add_json_argument, emit, parser_for
 from edge.errors import KitError, run_cli
 from edge.runtime import RuntimeOptions, tflite_interpreter
-from edge.tflite_file import ModelFileError, read_model_bytes
+from edge.tflite_file import ModelFileError, builtin_op_names, layer_of, litert_schema, read_model_bytes
+from edge.timing import call_latencies_ms
 
 
 @dataclass(frozen=True)
@@ -61,26 +58,6 @@ class Profile:
         return dict(sorted(kinds.items(), key=lambda item: -item[1]["ms"]))
 
 
-def _schema():
-    try:
-        from ai_edge_litert import schema_py_generated as schema
-    except ImportError:
-        raise KitError("the op profile reads .tflite files with LiteRT's schema: pip install ai-edge-litert "
-                       "(or .[edge])") from None
-    return schema
-
-
-def _op_names(schema) -> dict[int, str]:
-    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-
-
-def _layer(name: str) -> str:
-    """'regnety_200mf_1/s1_b1_conv2_relu_1/Relu;...' -> 's1_b1_conv2_relu'."""
-    parts = name.split(";")[0].split("/")
-    layer = parts[1] if len(parts) > 2 else parts[0]
-    return re.sub(r"_\d+$", "", layer)
-
-
 def _classify(op: str, shapes_in: list, shapes_out: list) -> tuple[str, int]:
     """Kind and MACs of one op from its tensor shapes (batch 1)."""
     out = shapes_out[0] if shapes_out else []
@@ -110,14 +87,14 @@ def single_op_models(data: bytes, name: str, shapes: dict[int, tuple[int, ...]] 
     leaves to run time (a dynamic batch, a computed RESHAPE target) get it, so each op runs at its real size."""
     import flatbuffers
 
-    schema = _schema()
+    schema = litert_schema()
     try:
         model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
     except Exception as exc:  # the generated reader raises whatever the bytes provoke
         raise ModelFileError(f"{name}: not a readable .tflite model ({exc}); re-export it") from None
     if not model.subgraphs:
         raise ModelFileError(f"{name}: the model has no subgraph; re-export it")
-    names = _op_names(schema)
+    names = builtin_op_names()
     type_names = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     graph = model.subgraphs[0]
     tensors, buffers = graph.tensors or [], model.buffers or []
@@ -164,7 +141,7 @@ def single_op_models(data: bytes, name: str, shapes: dict[int, tuple[int, ...]] 
         kind, macs = _classify(op_name, shapes_in, shapes_out)
         out_tensor = tensors[op.outputs[0]]
         dtype = type_names.get(out_tensor.type, str(out_tensor.type))
-        layer = _layer(out_tensor.name.decode("utf-8", "replace") if out_tensor.name else "")
+        layer = layer_of(out_tensor.name.decode("utf-8", "replace") if out_tensor.name else "")
         yield OpTiming(index, op_name, kind, layer, dtype, macs, 0.0), bytes(builder.Output())
 
 
@@ -182,14 +159,7 @@ def _median_ms(interpreter, runs: int, warmup: int, rng: np.random.Generator, va
     for detail in interpreter.get_input_details():
         value = values(detail) if values else None
         interpreter.set_tensor(detail["index"], _random_input(detail, rng) if value is None else value)
-    for _ in range(warmup):
-        interpreter.invoke()
-    times = np.empty(runs)
-    for i in range(runs):
-        start = time.perf_counter()
-        interpreter.invoke()
-        times[i] = time.perf_counter() - start
-    return float(np.median(times)) * 1e3
+    return float(np.median(call_latencies_ms(interpreter.invoke, runs=runs, warmup=warmup)))
 
 
 def _whole_model_run(data: bytes, name: str, rng: np.random.Generator):
@@ -302,9 +272,7 @@ def report(profiles: Sequence[Profile], top: int) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m edge.profile", description=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = parser_for("edge.profile", __doc__)
     parser.add_argument("--model", action="append", type=Path, required=True, metavar="FILE",
                         help=".tflite artifact (repeat to compare, e.g. float32 then int8)")
     parser.add_argument("--threads", type=int, default=2, help="runtime threads (default 2)")
@@ -313,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=30, help="timed runs per op (default 30; the median is kept)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs per op first (default 3)")
     parser.add_argument("--top", type=int, default=8, help="slowest ops listed per model (default 8; 0: none)")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write every op's timing as JSON")
+    add_json_argument(parser, "every op's timing")
     args = parser.parse_args(argv)
     options = RuntimeOptions(threads=args.threads, xnnpack=args.kernels == "xnnpack")
     profiles = []
@@ -322,11 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if sys.stderr.isatty() or done == total:  # a log file gets one line per model
                 print(f"\rprofiling {name}: op {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
         profiles.append(profile(model, options, args.runs, args.warmup, progress))
-    print(report(profiles, args.top))
-    if args.json:
-        record = [{"model": p.model, "runtime": p.runtime, "whole_ms": p.whole_ms, "ops_ms": p.ops_ms,
-                   "by_kind": p.by_kind(), "ops": [asdict(op) for op in p.ops]} for p in profiles]
-        atomic_write(args.json, (json.dumps(record, indent=1) + "\n").encode())
+    record = [{"model": p.model, "runtime": p.runtime, "whole_ms": p.whole_ms, "ops_ms": p.ops_ms,
+               "by_kind": p.by_kind(), "ops": [asdict(op) for op in p.ops]} for p in profiles]
+    emit(report(profiles, args.top), record, args.json, indent=1)
     return 0
 
 

@@ -2,7 +2,7 @@
 
 A `Runner` takes float32 model inputs (what the model's PreprocessSpec produces) and returns float32
 outputs: it quantizes the input and dequantizes the output when the file asks for integer I/O, so
-callers never see the difference. No TensorFlow import unless every lighter LiteRT runtime is missing.
+callers never see the difference. It never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.capture import captured_native_output
-from edge.errors import ConfigError, KitError
+from edge.errors import ConfigError, KitError, MissingExtraError, first_line
 from edge.tflite_file import METADATA_NAME, ModelFileError, metadata_buffers, read_model_bytes
 
 ONNX_BATCH = 32
@@ -44,6 +44,16 @@ class TensorInfo:
     @property
     def quantized(self) -> bool:
         return self.dtype in ("uint8", "int8") and self.scale > 0
+
+    def to_dict(self, *, name: bool = True, always_quantization: bool = False) -> dict:
+        """{"name", "shape" (a list), "dtype"}, plus "scale" and "zero_point" when quantized. The Android
+        golden vectors record tensors without the name and always with scale and zero point (name=False,
+        always_quantization=True)."""
+        d = {"name": self.name} if name else {}
+        d.update(shape=list(self.shape), dtype=self.dtype)
+        if self.quantized or always_quantization:
+            d.update(scale=self.scale, zero_point=self.zero_point)
+        return d
 
 
 @dataclass
@@ -136,7 +146,7 @@ def dequantize(q: np.ndarray, info: TensorInfo) -> np.ndarray:
 
 
 def _tflite_interpreter_class():
-    """LiteRT first, then tflite_runtime, then TensorFlow's bundled interpreter."""
+    """LiteRT first, then tflite_runtime (its predecessor, same API). Never TensorFlow: edge/ stays light."""
     try:
         from ai_edge_litert import interpreter as litert
         from importlib.metadata import version
@@ -150,12 +160,7 @@ def _tflite_interpreter_class():
         return tflite_runtime, "tflite_runtime"
     except ImportError:
         pass
-    try:
-        import tensorflow as tf  # the heavy last resort
-
-        return tf.lite, f"tensorflow.lite {tf.__version__}"
-    except ImportError:
-        raise KitError("no TFLite runtime is installed: pip install ai-edge-litert (or .[edge])") from None
+    raise MissingExtraError("ai_edge_litert")
 
 
 def _tensor_info(detail: dict) -> TensorInfo:
@@ -211,7 +216,7 @@ def tflite_interpreter(data: bytes, options: RuntimeOptions, name: str, keep_int
             interpreter = module.Interpreter(**kwargs)
             interpreter.allocate_tensors()
     except (RuntimeError, ValueError) as exc:
-        raise ModelFileError(f"{name}: the TFLite runtime refused the model ({str(exc).splitlines()[0][:300]})") from None
+        raise ModelFileError(f"{name}: the TFLite runtime refused the model ({first_line(exc, 300)})") from None
     return interpreter, f"{runtime} ({'xnnpack' if options.xnnpack else 'builtin kernels'}, {options.threads} threads)"
 
 
@@ -244,7 +249,7 @@ def _load_onnx(path: Path, options: RuntimeOptions) -> Runner:
     try:
         session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types
-        raise ModelFileError(f"{path}: ONNX Runtime refused the model ({str(exc).splitlines()[0][:300]})") from None
+        raise ModelFileError(f"{path}: ONNX Runtime refused the model ({first_line(exc, 300)})") from None
     seconds = time.perf_counter() - start
     inputs, outputs = session.get_inputs(), session.get_outputs()
     _one_input_one_output(path, inputs, outputs)

@@ -1,4 +1,4 @@
-"""Reading a .tflite file's structure without any runtime: identifier check and named metadata buffers.
+"""Reading a .tflite file's structure without any runtime: identifier check, named metadata buffers, op codes.
 
 A small, bounds-checked FlatBuffer reader for the two tables the kit needs (Model.metadata and
 Model.buffers), so a malformed or truncated file gives a clear error before it reaches a native
@@ -7,10 +7,12 @@ interpreter, and the edge side reads the kit's metadata with no TensorFlow and n
 
 from __future__ import annotations
 
+import functools
+import re
 import struct
 from pathlib import Path
 
-from edge.errors import KitError
+from edge.errors import MissingExtraError, ModelFileError
 
 IDENTIFIER = b"TFL3"
 METADATA_NAME = "regnety_edge_kit"  # the kit's JSON record inside the file
@@ -20,10 +22,6 @@ MAX_MODEL_BYTES = 2 << 30           # FlatBuffers' own 2 GiB limit
 _MODEL_BUFFERS, _MODEL_METADATA = 4, 6
 _METADATA_NAME, _METADATA_BUFFER = 0, 1
 _BUFFER_DATA, _BUFFER_OFFSET, _BUFFER_SIZE = 0, 1, 2
-
-
-class ModelFileError(KitError):
-    """A model file that is missing, of another kind, truncated or malformed."""
 
 
 class _Reader:
@@ -135,3 +133,32 @@ def operator_codes(data: bytes, name: str = "model") -> list[tuple[int, str | No
         pos = reader.field(entry, _OPCODE_CUSTOM)
         codes.append((max(deprecated, builtin), reader.string(pos) if pos is not None else None, op_version))
     return codes
+
+
+def litert_schema():
+    """LiteRT's generated .tflite schema module (ai_edge_litert.schema_py_generated): the object API that
+    reads and writes whole models, and the builtin op codes. One line naming the `edge` extra when absent."""
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        raise MissingExtraError("ai_edge_litert") from None
+    return schema
+
+
+@functools.cache
+def builtin_op_names() -> dict[int, str]:
+    """Builtin op code -> name (3 -> "CONV_2D"), from LiteRT's own schema. Shared: do not modify."""
+    return {v: k for k, v in vars(litert_schema().BuiltinOperator).items() if not k.startswith("_")}
+
+
+def builtin_op_name(code: int) -> str:
+    """The builtin op's name, or the code as text for one this LiteRT does not know."""
+    return builtin_op_names().get(code, str(code))
+
+
+def layer_of(tensor_name: str) -> str:
+    """The Keras layer a converted tensor comes from, when its name says:
+    'regnety_200mf_1/s1_b1_conv2_relu_1/Relu;...' -> 's1_b1_conv2_relu'. A tensor made outside any layer
+    ('regnety_200mf_split_1/split') gives its op's name; a graph input its own name."""
+    parts = tensor_name.split(";")[0].split("/")
+    return re.sub(r"_\d+$", "", parts[1] if len(parts) > 1 else parts[0])

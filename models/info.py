@@ -1,4 +1,4 @@
-"""`python -m models.info --variant 200mf [--flavour seed]`: stages, parameters, MACs, preprocessing.
+"""`python -m models.info --variant 200mf [--flavour seed] [--json PATH|-]`: stages, parameters, MACs, preprocessing.
 
 Parameters and MACs are counted from the model this command builds, not read from a table.
 """
@@ -11,13 +11,14 @@ import os
 import sys
 from collections.abc import Sequence
 
+from edge.command import add_json_argument, emit, parser_for
 from edge.errors import run_cli
 from models.zoo import VARIANTS, ModelSpec, model_spec
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m models.info",
+    parser = parser_for(
+        "models.info",
         description="Describe a RegNetY variant: stages (depth, width, groups, group width), parameters, "
                     "multiply-accumulates at the input size, and the preprocessing spec its artifacts carry.",
     )
@@ -29,7 +30,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--classes", type=int, default=1000, help="classifier outputs (default 1000)")
     parser.add_argument("--input-size", type=int, default=224, help="square input size for the MAC count (default 224)")
     parser.add_argument("--no-head", action="store_true", help="describe the pooled-feature model (no classifier)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    add_json_argument(parser, "the description (one object)")
     return parser.parse_args(argv)
 
 
@@ -84,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       input_size=args.input_size)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     info = describe(spec)
-    print(json.dumps(info, indent=2) if args.json else format_text(info))
+    emit(format_text(info), info, args.json)
     return 0
 
 

@@ -15,7 +15,6 @@ Formats:
 
 from __future__ import annotations
 
-import hashlib
 import re
 import warnings
 import zipfile
@@ -25,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import WeightsError
+from edge.digest import file_sha256
+from edge.errors import WeightsError, first_line
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 _BN_FROM_TORCH = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
@@ -43,14 +43,6 @@ class ImportReport:
     sha256: str
     format: str
     tensors: int
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_weights(model, path: str | Path) -> ImportReport:
@@ -93,7 +85,7 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
     try:
         tensors = load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types for header/size problems
-        raise WeightsError(f"{path} is not a readable .safetensors file ({_first_line(exc)}); "
+        raise WeightsError(f"{path} is not a readable .safetensors file ({first_line(exc)}); "
                            "re-download or re-export it") from None
     return {k: np.asarray(v) for k, v in tensors.items()}
 
@@ -108,7 +100,7 @@ def _read_torch(path: Path) -> dict[str, np.ndarray]:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, a pickle with code in it, not a checkpoint at all
         raise WeightsError(f"{path} could not be read as a PyTorch weights-only checkpoint "
-                           f"({_first_line(exc)}); it may be truncated, not a checkpoint, or hold pickled code") from None
+                           f"({first_line(exc)}); it may be truncated, not a checkpoint, or hold pickled code") from None
     for wrapper in ("state_dict", "model", "model_state"):  # training checkpoints nest the weights
         if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
             obj = obj[wrapper]
@@ -265,7 +257,7 @@ def read_legacy_h5(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise WeightsError(f"{path} is not a readable HDF5 file ({_first_line(exc)}); it may be truncated") from None
+        raise WeightsError(f"{path} is not a readable HDF5 file ({first_line(exc)}); it may be truncated") from None
     with f:
         root = f["model_weights"] if "model_weights" in f else f
         if "layer_names" not in root.attrs:
@@ -325,7 +317,7 @@ def _load_keras_native(model, path: Path) -> int:
             model.load_weights(str(path))
     except Exception as exc:
         _assign(list(zip(model.weights, snapshot)))
-        raise WeightsError(f"{path} does not fit {model.name}: {_first_line(exc)}") from None
+        raise WeightsError(f"{path} does not fit {model.name}: {first_line(exc)}") from None
     return len(model.weights)
 
 
@@ -365,8 +357,3 @@ def _strings(values) -> list[str]:
 def _some(items: list[str]) -> str:
     shown = ", ".join(items[:_SHOWN])
     return shown + (f" (+{len(items) - _SHOWN} more)" if len(items) > _SHOWN else "")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from calibration.drift import budget_for
-from converters.pipeline import Plan
+from converters.plan import Plan
 from converters.targets import TARGETS
 
 

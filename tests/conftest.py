@@ -23,14 +23,14 @@ def source():
 def validation(source):
     from calibration.representative import validation_set
 
-    return validation_set(source.spec.preprocessing)
+    return validation_set(source.preprocessing)
 
 
 @pytest.fixture(scope="session")
 def calibration(source):
     from calibration.representative import calibration_set
 
-    return calibration_set(source.spec.preprocessing, count=64)
+    return calibration_set(source.preprocessing, count=64)
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +66,7 @@ def raw_pixel_int8(tmp_path_factory):
     from tests.artifacts import plan
 
     source = load_source(normalize_in_model=True, log=lambda message: None)
-    spec = source.spec.preprocessing
+    spec = source.preprocessing
     validation = validation_set(spec)
     out = tmp_path_factory.mktemp("raw_pixel") / "m_int8_uint8.tflite"
     result = tflite.convert(source, plan(out, "int8", calibration=calibration_set(spec, count=64)), validation,

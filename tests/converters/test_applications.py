@@ -41,10 +41,10 @@ def test_convnext_tiny_converts(tmp_path, capsys, module, fmt):
 def test_efficientnet_b7_at_its_published_size_and_as_features():
     source = load_application("efficientnet_b7", num_classes=1000, log=lambda m: None)
     assert source.model.input_shape == (None, 600, 600, 3) and source.model.output_shape == (None, 1000)
-    assert source.spec.preprocessing.crop_fraction == pytest.approx(600 / 632)
+    assert source.preprocessing.crop_fraction == pytest.approx(600 / 632)
     features = load_application("efficientnet_b7", input_size=64, head="none", log=lambda m: None)
     assert features.model.output_shape == (None, 2560) and features.output_kind == "features"
-    assert features.spec.name == "efficientnet_b7_features" and features.labels == []
+    assert features.name == "efficientnet_b7_features" and features.labels == []
 
 
 def test_weights_that_do_not_fit_are_refused(tmp_path):
@@ -62,11 +62,11 @@ def test_efficientnet_b7_exports_to_onnx_with_its_normalization_statistics():
     import numpy as np
     import onnxruntime as ort
 
-    from converters.onnx import INPUT_NAME, to_onnx
+    from converters.onnx_export import INPUT_NAME, to_onnx
 
     source = load_application("efficientnet_b7", input_size=64, head="none", log=lambda m: None)
     session = ort.InferenceSession(to_onnx(source.model).SerializeToString(), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
-    got, want = session.run(None, {INPUT_NAME: x})[0], source.logits(x)
+    got, want = session.run(None, {INPUT_NAME: x})[0], source.predict(x)
     assert got.shape == (2, 2560)
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()

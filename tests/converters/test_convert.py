@@ -15,7 +15,7 @@ from calibration.drift import budget_for
 from calibration.photos import class_names
 from calibration.representative import calibration_set
 from converters import tflite, validate
-from converters.pipeline import DriftError
+from edge.errors import DriftError
 from edge.runtime import load
 from edge.tflite_file import CONV_2D, operator_codes
 from tests.artifacts import plan as _plan
@@ -28,7 +28,7 @@ def _files(folder):
 def test_the_reference_checkpoint_is_what_conversions_start_from(source, validation):
     assert source.labels == class_names()
     assert source.weights["sha256"] and "reference checkpoint" in source.weights["description"]
-    logits = source.logits(validation.inputs)
+    logits = source.predict(validation.inputs)
     accuracy = np.mean(logits.argmax(1) == validation.label_indices(source.labels))
     assert accuracy >= 0.90  # the checkpoint means something on held-out crops
 
@@ -45,7 +45,7 @@ def test_tflite_precisions_stay_within_budget_and_carry_metadata(converted, sour
     runner = load(out)
     meta = runner.metadata
     assert meta["precision"] == precision and meta["labels"] == class_names()
-    assert meta["preprocessing"] == source.spec.preprocessing.to_dict()
+    assert meta["preprocessing"] == source.preprocessing.to_dict()
     assert meta["weights"]["sha256"] == source.weights["sha256"]
     assert meta["drift"]["within_budget"] is True
     assert (meta["calibration"] is not None) == (precision == "int8")
@@ -71,12 +71,31 @@ def test_a_constant_calibration_set_is_caught_and_nothing_is_written(tmp_path, s
     calib_dir.mkdir()
     for i in range(8):
         Image.new("RGB", (300, 300), (128, 128, 128)).save(calib_dir / f"{i}.png")
-    broken = calibration_set(source.spec.preprocessing, calib_dir, count=8)
+    broken = calibration_set(source.preprocessing, calib_dir, count=8)
     out_dir = tmp_path / "out"
-    with pytest.raises(DriftError, match="drifts past its int8 budget"):
+    with pytest.raises(DriftError) as raised:
         tflite.convert(source, _plan(out_dir / "broken.tflite", "int8", calibration=broken), validation,
                        log=lambda m: None)
+    error = raised.value
+    assert (error.artifact, error.precision, error.exit_code) == ("broken.tflite", "int8", 1)
+    assert error.violations and error.violations == error.drift.violations(budget_for("int8"))
     assert _files(out_dir) == []  # no artifact, no report, no candidate left behind
+
+
+def test_over_budget_exits_1_from_the_command_line(tmp_path, capsys):
+    # Exit codes: 1 is drift over budget, 2 a user mistake (tests/converters/test_cli.py).
+    from edge.errors import run_cli
+
+    calib_dir = tmp_path / "calib"
+    calib_dir.mkdir()
+    for i in range(8):
+        Image.new("RGB", (300, 300), (128, 128, 128)).save(calib_dir / f"{i}.png")
+    out = tmp_path / "out" / "broken.tflite"
+    code = run_cli(tflite.main, ["--int8", "--calib", str(calib_dir), "--calib-size", "8", "--val-size", "32",
+                                 "--out", str(out)])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 1 and last.startswith("error: broken.tflite drifts past its int8 budget")
+    assert not out.parent.exists() or _files(out.parent) == []
 
 
 def test_portable_target_lowers_grouped_convs_exactly(tmp_path, converted, source, validation):
@@ -142,7 +161,7 @@ def test_onnx_export_is_deterministic():
     import subprocess
     import sys
 
-    code = ("import hashlib; from converters.source import load_source; from converters.onnx import to_onnx; "
+    code = ("import hashlib; from converters.source import load_source; from converters.onnx_export import to_onnx; "
             "print(hashlib.sha256(to_onnx(load_source(log=lambda m: None).model).SerializeToString()).hexdigest())")
     digests = []
     for seed in ("1", "2"):
@@ -160,7 +179,8 @@ def test_onnx_int8_calibration_window_bounds_memory_without_changing_the_model(s
 
     from onnx import numpy_helper
 
-    from converters.onnx import quantize_int8, to_onnx
+    from converters.onnx_export import to_onnx
+    from converters.onnx_quantize import quantize_int8
 
     proto = to_onnx(source.model)
     six = dataclasses.replace(calibration, inputs=calibration.inputs[:6], names=calibration.names[:6],
@@ -180,7 +200,8 @@ def test_onnx_int8_reduce_range_writes_7_bit_weights(source, calibration):
 
     from onnx import numpy_helper
 
-    from converters.onnx import quantize_int8, to_onnx
+    from converters.onnx_export import to_onnx
+    from converters.onnx_quantize import quantize_int8
 
     proto = to_onnx(source.model)
     four = dataclasses.replace(calibration, inputs=calibration.inputs[:4], names=calibration.names[:4],
@@ -199,7 +220,7 @@ def constant_calibration(tmp_path_factory, source):
     folder = tmp_path_factory.mktemp("constant")
     for i in range(8):
         Image.new("RGB", (300, 300), (128, 128, 128)).save(folder / f"{i}.png")
-    return calibration_set(source.spec.preprocessing, folder, count=8)
+    return calibration_set(source.preprocessing, folder, count=8)
 
 
 def test_keep_float_auto_grows_the_float_set_until_the_budget_holds(tmp_path, source, validation, constant_calibration):
@@ -230,13 +251,13 @@ def test_keep_float_named_layer_stays_float(tmp_path, converted, source, validat
 
 
 def test_over_budget_advice_names_what_that_converter_can_do(tmp_path):
-    from converters.pipeline import _remedies
+    from converters.onnx import OnnxFacts
+    from converters.tflite import TFLiteFacts
 
-    tflite_int8, onnx_int8 = _plan(tmp_path / "m.tflite", "int8"), _plan(tmp_path / "m.onnx", "int8", "onnx")
-    tflite_int8.extra["format"], onnx_int8.extra["format"] = "tflite", "onnx"
-    assert "--keep-float auto" in _remedies(tflite_int8)
-    assert "--keep-float" not in _remedies(onnx_int8) and "--calib DIR" in _remedies(onnx_int8)
-    onnx_int8.extra.update(int8_kernels={"saturation_suspected": True}, reduce_range=False)
-    assert "--reduce-range" in _remedies(onnx_int8)
-    onnx_int8.extra["reduce_range"] = True  # already 7-bit: back to the general advice
-    assert "--reduce-range" not in _remedies(onnx_int8)
+    tflite_int8, onnx_int8 = TFLiteFacts("float32", []), OnnxFacts(17, 0, [], "int8", False, {})
+    assert "--keep-float auto" in tflite_int8.remedies("int8")
+    assert "--keep-float" not in onnx_int8.remedies("int8") and "--calib DIR" in onnx_int8.remedies("int8")
+    onnx_int8.int8_kernels = {"saturation_suspected": True}
+    assert "--reduce-range" in onnx_int8.remedies("int8")
+    onnx_int8.reduce_range = True  # already 7-bit: back to the general advice
+    assert "--reduce-range" not in onnx_int8.remedies("int8")

@@ -18,12 +18,12 @@ def features_source():
 
 
 def test_feature_extractor_outputs_pooled_features(features_source, source, validation):
-    assert features_source.spec.name == "regnety_200mf_features" and features_source.labels == []
+    assert features_source.name == "regnety_200mf_features" and features_source.labels == []
     assert features_source.model.output_shape == (None, 368)  # RegNetY-200MF's last stage width
     # the same weights as the classifier: its logits are the head applied to these features
-    feats = features_source.logits(validation.inputs[:8])
+    feats = features_source.predict(validation.inputs[:8])
     kernel, bias = source.model.layers[-1].get_weights()
-    np.testing.assert_allclose(feats @ kernel + bias, source.logits(validation.inputs[:8]), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(feats @ kernel + bias, source.predict(validation.inputs[:8]), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("module, fmt", [(tflite, "tflite"), (onnx_conv, "onnx")])

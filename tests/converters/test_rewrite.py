@@ -120,7 +120,7 @@ def test_block_diagonal_kernel_layout():
 
 @pytest.mark.parametrize("lowering", ["split", "dense"])
 def test_weights_trained_in_a_lowering_fold_back_into_the_grouped_model(reference, lowering):
-    """What models.reference relies on: train the lowered model, then restore_grouped_weights."""
+    """What training.reference relies on: train the lowered model, then restore_grouped_weights."""
     model, x, _, _ = reference
     lowered = lower_grouped_convs(model, lowering)
     randomized(lowered, seed=7)  # stands in for training
@@ -131,5 +131,5 @@ def test_weights_trained_in_a_lowering_fold_back_into_the_grouped_model(referenc
             mask = block_diagonal_kernel(np.ones((*g.kernel_size, g.group_width, g.out_channels), np.float32), g.groups)
             layer.kernel.assign(kernel * mask)
     target = keras.models.clone_model(model)
-    restore_grouped_weights(lowered, target)
+    restore_grouped_weights(lowered, target, lowering)
     assert max_rel_error(target.predict(x, verbose=0), lowered.predict(x, verbose=0)) <= RTOL

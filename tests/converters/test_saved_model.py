@@ -8,6 +8,7 @@ import pytest
 
 from converters import onnx as onnx_conv
 from converters import tflite
+from converters.rewrite import traceable
 from edge.errors import run_cli
 from edge.runtime import load
 
@@ -29,7 +30,7 @@ def hub_regnety(tmp_path_factory):
     from models.zoo import build_model, model_spec
 
     keras.utils.set_random_seed(0)
-    model = onnx_conv._traceable(build_model(model_spec("200mf", "seed", input_size=None, num_classes=10)))
+    model = traceable(build_model(model_spec("200mf", "seed", input_size=None, num_classes=10)))
 
     class Hub(tf.Module):
         def __init__(self, m):

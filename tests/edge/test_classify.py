@@ -18,7 +18,7 @@ CROPS = photo_crops("heldout", 2)  # 22 held-out crops, two per photograph
 def test_classifier_agrees_with_the_reference(converted, source, key):
     path, _ = converted(key[1], key[0])
     classifier = Classifier(path)
-    assert classifier.labels == source.labels and classifier.spec == source.spec.preprocessing
+    assert classifier.labels == source.labels and classifier.spec == source.preprocessing
     crops = [s.load() for s in CROPS.samples]
     from edge.images import preprocess
 
@@ -41,7 +41,7 @@ def test_classify_cli_lines_json_and_folders(converted, capsys):
     assert len(lines) == 11
     for line, sample in zip(lines, photos.samples):
         assert line.split(": ")[1].startswith(sample.label + " ")  # every photograph recognised
-    assert run_cli(classify.main, [str(photos.samples[0].path), "--model", str(path), "--json"]) == 0
+    assert run_cli(classify.main, [str(photos.samples[0].path), "--model", str(path), "--json", "-"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data[0]["top"][0]["label"] == photos.samples[0].label and len(data[0]["top"]) == 5
 
@@ -66,7 +66,7 @@ def test_classify_cli_bad_input(converted, tmp_path, capsys):
 def test_a_file_without_kit_metadata_is_refused(tmp_path):
     import keras
 
-    from converters.tflite import to_tflite
+    from converters.tflite_converter import to_tflite
 
     inputs = keras.Input((8, 8, 3))
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(inputs)))

@@ -18,7 +18,7 @@ from edge.tflite_file import METADATA_NAME, ModelFileError, metadata_buffers, op
 def tiny_tflite(tmp_path_factory):
     import keras
 
-    from converters.tflite import to_tflite
+    from converters.tflite_converter import to_tflite
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 3))

@@ -20,7 +20,7 @@ def test_text_output_lists_stages_params_macs_and_preprocessing(capsys):
 
 
 def test_json_output_for_the_seed_flavour(capsys):
-    assert run_cli(main, ["--variant", "400mf", "--flavour", "seed", "--json"]) == 0
+    assert run_cli(main, ["--variant", "400mf", "--flavour", "seed", "--json", "-"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert [s["depth"] for s in info["stages"]] == [1, 3, 3, 6]
     assert info["preprocessing"]["normalize_in_model"] is True

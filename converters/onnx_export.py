@@ -1,0 +1,131 @@
+"""A Graph (converters.reference) as an ONNX ModelProto: tf2onnx over a graph-mode trace, made deterministic.
+
+Keras 3 runs a grouped Conv2D on CPU through an XLA-compiled wrapper that tf2onnx cannot convert (DESIGN.md), so a
+Keras graph is traced with converters.rewrite.TRACE_RULES: its grouped layers as a plain `tf.nn.convolution` on the
+grouped kernel, which tf2onnx writes as one `Conv` node with `group` set. The batch dimension is dynamic.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+from converters.reference import Graph
+from converters.tflite_converter import as_graph
+from edge.capture import captured_native_output, tail
+from edge.errors import ConversionError, first_line
+
+DEFAULT_OPSET = 17
+INPUT_NAME, OUTPUT_NAME, BATCH = "image", "logits", "batch"
+
+
+def _deterministic_tf2onnx_nodes() -> None:
+    """Hash tf2onnx's graph nodes by creation number instead of memory address (once per process).
+
+    tf2onnx keeps nodes in sets and lists them back out of those sets (`extract_sub_graph_nodes`), so the
+    order its optimizers visit nodes in follows memory addresses. Measured: from one and the same
+    TensorFlow graph, about one export in ten under CPU load came out as a different (equivalent) ONNX
+    graph, e.g. one SE block's layout transpose folded elsewhere. Creation numbers follow the conversion
+    itself, so the order, and the file, are the same in every run.
+    """
+    from tf2onnx import graph as tf2onnx_graph
+
+    node = tf2onnx_graph.Node
+    if getattr(node, "_kit_creation_hash", False):
+        return
+    counter = itertools.count()
+    original_init = node.__init__
+
+    def __init__(self, *args, **kwargs):
+        self._kit_creation = next(counter)
+        original_init(self, *args, **kwargs)
+
+    node.__init__ = __init__
+    node.__hash__ = lambda self: self._kit_creation  # equality stays identity; copies keep their number
+    node._kit_creation_hash = True
+
+
+def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, output_name: str = OUTPUT_NAME):
+    """An ONNX ModelProto of a Graph or Keras model (float32, dynamic batch), checked with onnx.checker (full)."""
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+
+    _deterministic_tf2onnx_nodes()
+    graph = as_graph(graph)
+    height, width, channels = graph.input_shape[1:]
+    fn = graph.onnx_function()
+    signature = (tf.TensorSpec((None, height, width, channels), tf.float32, name=INPUT_NAME),)
+    with captured_native_output() as captured:
+        try:
+            proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature, opset=opset)
+        except Exception as exc:
+            raise ConversionError(f"tf2onnx failed: {first_line(exc)} [{tail(captured())}]") from None
+    calls = sorted({n.op_type for n in proto.graph.node if n.op_type in ("StatefulPartitionedCall", "PartitionedCall")})
+    if calls:
+        raise ConversionError(f"the graph calls TensorFlow functions tf2onnx cannot inline ({', '.join(calls)}); a "
+                              "SavedModel written by Keras 3 compiles its grouped convolutions as such functions: "
+                              "convert it to TFLite, or convert the kit's own Keras model to ONNX")
+    unsupported = sorted({n.op_type for n in proto.graph.node if n.domain not in ("", "ai.onnx")})
+    if unsupported:
+        raise ConversionError(f"tf2onnx left non-ONNX ops {unsupported}; the file would not run")
+    _rename_io(proto, output_name)
+    canonical_names(proto)
+    proto.graph.doc_string = "converted by regnety-edge-kit with tf2onnx"  # tf2onnx's names the traced function's id
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as exc:
+        raise ConversionError(f"the exported graph fails onnx.checker: {first_line(exc)}") from None
+    return proto
+
+
+def _rename_io(proto, output_name: str) -> None:
+    """Name the output (`logits`, or `features` for --head none) and the batch dimension `batch` (tf2onnx
+    writes Identity:0 and unk__N)."""
+    old = proto.graph.output[0].name
+    for node in proto.graph.node:
+        node.output[:] = [output_name if o == old else o for o in node.output]
+    proto.graph.output[0].name = output_name
+    for value in (*proto.graph.input, *proto.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_param = BATCH
+
+
+_UNIQUE_SUFFIX = re.compile(r"__\d+")
+
+
+def canonical_names(proto) -> None:
+    """Renumber tf2onnx's unique-name suffixes (`__613`) in order of appearance, in place.
+
+    tf2onnx draws them from counters whose order follows Python's per-process string hashing, so the
+    same model would otherwise give different bytes in each run.
+    """
+    graph = proto.graph
+    mapping: dict[str, str] = {}
+
+    def canon(name: str) -> str:
+        if name and _UNIQUE_SUFFIX.search(name) and name not in mapping:
+            mapping[name] = _UNIQUE_SUFFIX.sub(f"__{len(mapping)}", name)
+        return mapping.get(name, name)
+
+    for node in graph.node:
+        node.input[:] = [canon(n) for n in node.input]
+        node.output[:] = [canon(n) for n in node.output]
+        node.name = canon(node.name)
+    for collection in (graph.initializer, graph.value_info):
+        for item in collection:
+            item.name = canon(item.name)
+    first_use = {}
+    for i, node in enumerate(graph.node):
+        for name in node.input:
+            first_use.setdefault(name, i)
+    ordered = sorted(graph.initializer, key=lambda t: (first_use.get(t.name, len(graph.node)), t.name))
+    copies = [type(t)() for t in ordered]
+    for copy, t in zip(copies, ordered):
+        copy.CopyFrom(t)
+    del graph.initializer[:]
+    graph.initializer.extend(copies)
+
+
+def grouped_conv_nodes(proto) -> int:
+    return sum(1 for n in proto.graph.node if n.op_type == "Conv"
+               and any(a.name == "group" and a.i > 1 for a in n.attribute))

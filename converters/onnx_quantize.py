@@ -1,0 +1,116 @@
+"""ONNX int8: ONNX Runtime's static quantization (QDQ, per-channel), and the check of its fused int8 kernels."""
+
+from __future__ import annotations
+
+import platform
+import tempfile
+from pathlib import Path
+
+from calibration.representative import Prepared
+from converters.onnx_export import INPUT_NAME
+from converters.pipeline import Job
+from converters.plan import Evaluation
+from converters.report import finite
+from edge.capture import captured_native_output, tail
+from edge.errors import ConversionError, first_line
+from edge.runtime import RuntimeOptions
+
+ACTIVATIONS = ("int8", "uint8")
+
+
+# Images whose every activation ONNX Runtime's calibrator holds before folding them into running min/max ranges
+# (its CalibStridedMinMax; a window that divides the image count). Unbounded, it keeps all of them: EfficientNet-B7
+# at 600x600 holds gigabytes per image. Min/max ranges fold exactly, so the quantized model does not depend on it
+# (tests/converters/test_convert.py). Its CalibMaxIntermediateOutputs would drop every full window instead of folding
+# it (ONNX Runtime 1.31.1: "No data is collected").
+CALIBRATION_WINDOW = 4
+
+
+def quantize_int8(proto, calibration: Prepared, activations: str = "int8", window: int | None = CALIBRATION_WINDOW,
+                  reduce_range: bool = False):
+    """ONNX Runtime static quantization: QDQ, per-channel int8 weights, int8 (S8S8) or uint8 (U8S8) activations.
+
+    Measured on the reference (benchmarks/README.md): int8 activations give 32.6 dB SQNR and 100% top-1
+    agreement at 6.6 ms; uint8 ones 21.8 dB and 99.43% at 4.4 ms (AVX2 machine, 2 threads). `window`: at most
+    this many images calibrated between foldings of the ranges (None: all at once). `reduce_range`: 7-bit
+    weights, so that x86 int8 kernels without VNNI cannot saturate (see `kernel_check`)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    count = len(calibration.inputs)
+    stride = max(d for d in range(1, min(window, count) + 1) if count % d == 0) if window else None
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, progress) -> None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=count, desc="calibrating", unit="img", leave=False, disable=None, file=progress)
+            self.set_range(0, count)
+
+        def __len__(self) -> int:
+            return count
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self.items = iter(range(start_index, end_index))
+
+        def get_next(self):
+            i = next(self.items, None)
+            if i is None:
+                return None
+            self.bar.update(1)
+            return {INPUT_NAME: calibration.inputs[i][None]}
+
+    with tempfile.TemporaryDirectory() as tmp, captured_native_output() as captured:
+        src, pre, dst = (Path(tmp) / n for n in ("float.onnx", "pre.onnx", "int8.onnx"))
+        onnx.save(proto, src)
+        reader = Reader(captured.console)
+        try:
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            quantize_static(str(pre), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QInt8 if activations == "int8" else QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, reduce_range=reduce_range,
+                            extra_options={"CalibStridedMinMax": stride} if stride else {})
+        except Exception as exc:
+            raise ConversionError(f"ONNX Runtime quantization failed: {first_line(exc)} "
+                                  f"[{tail(captured())}]") from None
+        finally:
+            reader.bar.close()
+        return onnx.load(dst)
+
+
+# A fused-kernel loss above this, against the same QDQ graph run as written, is the kernels' doing.
+KERNEL_LOSS_DB = 3.0
+
+
+def kernel_check(job: Job, data: bytes, reduce_range: bool) -> tuple[Evaluation, dict]:
+    """Validate a QDQ int8 graph twice: through ONNX Runtime's fused int8 kernels (what users run), and as
+    written (quantize, dequantize, float op: the quantization's own error). On x86 CPUs without VNNI (AVX2,
+    AVX-512) the int8 conv kernels multiply-add pairs of 8-bit products into 16 bits, which can saturate:
+    EfficientNet-B7 at 600 px lost 21.9 dB that way here (benchmarks/README.md). Warns when the fused kernels lose more
+    than KERNEL_LOSS_DB. Returns the fused evaluation (the artifact's drift) and the record for its metadata."""
+    fused = job.evaluate(data)
+    written = job.evaluate(data, RuntimeOptions(threads=2, fused=False), " (unfused QDQ)")
+    loss = float(written.drift.sqnr_db - fused.drift.sqnr_db)
+    record = {"sqnr_db_fused": finite(fused.drift.sqnr_db), "sqnr_db_unfused": finite(written.drift.sqnr_db),
+              "fused_loss_db": finite(round(loss, 2)), "saturation_suspected": loss > KERNEL_LOSS_DB, "cpu": cpu()}
+    if record["saturation_suspected"]:
+        advice = ("the kit already used 7-bit weights (--reduce-range)" if reduce_range else
+                  "re-convert with --reduce-range (7-bit weights) for such CPUs")
+        job.log(f"WARNING: ONNX Runtime's fused int8 kernels on this CPU lose {loss:.1f} dB against the quantized graph "
+            f"run as written ({record['sqnr_db_fused']:.1f} vs {record['sqnr_db_unfused']:.1f} dB SQNR): int8 conv "
+            f"kernels can saturate on x86 CPUs without VNNI; {advice}")
+    return fused, record
+
+
+def cpu() -> str:
+    """The machine and, on x86 Linux, whether it has VNNI (what decides whether int8 conv kernels can saturate)."""
+    machine = platform.machine()
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return machine
+    if "avx2" not in flags:
+        return machine
+    vnni = "avx512_vnni" in flags or "avx_vnni" in flags
+    return f"{machine}, {'AVX-512' if 'avx512f' in flags else 'AVX2'}, {'with' if vnni else 'no'} VNNI"

@@ -1,0 +1,94 @@
+"""TensorFlow's TFLiteConverter, configured the kit's way: builtin ops only, one precision, native logs captured.
+
+`make_converter` configures a converter for a Graph (converters.reference) and a precision; `to_tflite` runs it;
+`check_ops` refuses what the target cannot run. The TFLite exporter (converters.tflite) and selective int8
+(converters.selective) both build on these.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from calibration.representative import Prepared
+from converters.reference import Graph, KerasGraph
+from converters.targets import Target
+from edge.capture import captured_native_output, tail
+from edge.errors import ConfigError, ConversionError, KitError, first_line
+from edge.tflite_file import CONV_2D, CUSTOM, builtin_op_names, operator_codes
+
+PRECISIONS = ("float32", "float16", "dynamic", "int8")
+IO_TYPES = ("float32", "uint8", "int8")
+
+
+def as_graph(model) -> Graph:
+    """A Graph as it is; a Keras model wrapped as one."""
+    return model if isinstance(model, Graph) else KerasGraph(model)
+
+
+def make_converter(graph: Graph, precision: str, calibration: Prepared | None = None, io: str = "float32",
+                   progress=None):
+    """A configured tf.lite.TFLiteConverter for a Graph or Keras model (builtin ops only).
+
+    progress: a stream for the calibration progress bar (default stderr)."""
+    import tensorflow as tf
+
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if io != "float32" and precision != "int8":
+        raise ConfigError(f"--io {io} needs --int8 (only a fully integer model has integer I/O)")
+    converter = as_graph(graph).tflite_converter()
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if precision != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if precision == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif precision == "int8":
+        if calibration is None:
+            raise ConfigError("full int8 needs representative images (calibration)")
+        inputs = calibration.inputs
+
+        def representative():
+            from tqdm import tqdm
+
+            for x in tqdm(inputs, desc="calibrating", unit="img", leave=False, disable=None,
+                          file=progress or sys.stderr):
+                yield [x[None]]
+
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        dtype = {"float32": tf.float32, "uint8": tf.uint8, "int8": tf.int8}[io]
+        converter.inference_input_type = dtype
+        converter.inference_output_type = dtype
+    return converter
+
+
+def to_tflite(graph: Graph, precision: str, calibration: Prepared | None = None, io: str = "float32") -> bytes:
+    """Convert a Graph (or Keras model) to TFLite bytes (builtin ops only)."""
+    return run_converter(lambda console: make_converter(graph, precision, calibration, io, console).convert())
+
+
+def run_converter(work):
+    """Run work(console) with native output captured; the log becomes part of the error when it fails.
+    `console` is the terminal's stderr, for progress bars."""
+    with captured_native_output() as captured:
+        try:
+            return bytes(work(captured.console))
+        except KitError:
+            raise
+        except Exception as exc:  # the converter raises ConverterError and friends with native logs
+            raise ConversionError(f"the TFLite converter failed: {first_line(exc)} [{tail(captured())}]") from None
+
+
+def check_ops(data: bytes, target: Target) -> list[str]:
+    """The file's ops as NAME:vN; ConversionError for Flex/custom ops, and for grouped CONV_2D (op version 6+)
+    on targets that cannot run it."""
+    names = builtin_op_names()
+    codes = operator_codes(data)
+    custom = [c for code, c, _ in codes if code == CUSTOM]
+    if custom:
+        raise ConversionError(f"the file needs non-builtin ops {custom}; the kit ships builtin-only files")
+    grouped = [v for code, _, v in codes if code == CONV_2D and v >= 6]
+    if grouped and target.forbids_grouped_conv:
+        raise ConversionError(f"the file has CONV_2D op version {max(grouped)} (grouped) but target {target.name} "
+                              "cannot run it; use --grouped-conv split or dense")
+    return sorted(f"{names.get(code, code)}:v{v}" for code, _, v in codes)
