@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# One seed model through every format and precision, then its latency: the README's seed-model table.
+# One seed model through every format and precision, then its latency: the seed-model table (docs/seed-models.md).
 #   usage: benchmarks/zoo.sh convnext_tiny|efficientnet_b7   (ConvNeXt-Tiny about 40 minutes)
-#   EfficientNet-B7 (about 40 minutes; its selective int8 is left out, see the README):
+#   EfficientNet-B7 (about 40 minutes; its selective int8 is left out, see docs/seed-models.md):
 #     ZOO_ARGS="--val-size 22 --calib-size 16" KEEP_FLOAT=0 RUNS=5 benchmarks/zoo.sh efficientnet_b7
 # Artifacts go to benchmarks/artifacts/MODEL/ (not committed); their drift reports and the latency rows are
 # gathered into benchmarks/zoo.md by benchmarks/zoo_table.py. Every precision is written with --allow-drift so

@@ -82,11 +82,19 @@ def _prepare(images: ImageSet, spec: PreprocessSpec, count: int | None, seed: in
                     fingerprint(used, settings), ordered.skipped)
 
 
+def check_sizes(calibration: int | None = None, validation: int | None = None) -> None:
+    """DatasetError for a calibration count outside 1..MAX_CALIBRATION or a validation size under 1 (callers check
+    before long work; the set builders check again)."""
+    if calibration is not None and not 1 <= calibration <= MAX_CALIBRATION:
+        raise DatasetError(f"calibration size must be between 1 and {MAX_CALIBRATION}, got {calibration}")
+    if validation is not None and validation < 1:
+        raise DatasetError(f"validation size must be at least 1, got {validation}")
+
+
 def calibration_set(spec: PreprocessSpec, folder: str | Path | None = None, count: int = DEFAULT_CALIBRATION,
                     seed: int = 0) -> Prepared:
     """`count` representative images, in a seeded order, from `folder` or the bundled photographs."""
-    if not 1 <= count <= MAX_CALIBRATION:
-        raise DatasetError(f"calibration size must be between 1 and {MAX_CALIBRATION}, got {count}")
+    check_sizes(calibration=count)
     if folder is None:
         images = photo_crops("calibration", math.ceil(count / len(class_names())), seed)
     else:
@@ -100,8 +108,7 @@ def validation_set(spec: PreprocessSpec, folder: str | Path | None = None, limit
     `limit` takes the first images of a folder; of the bundled photographs, as many crops of each
     (limit / 11, rounded up) so that every photograph stays in the set.
     """
-    if limit is not None and limit < 1:
-        raise DatasetError(f"validation size must be at least 1, got {limit}")
+    check_sizes(validation=limit)
     if folder is None:
         per_class = DEFAULT_VALIDATION_PER_CLASS if limit is None else math.ceil(limit / len(class_names()))
         images = photo_crops("heldout", per_class)

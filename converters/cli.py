@@ -40,27 +40,29 @@ class Frontend:
 
 def run(frontend: Frontend, argv: Sequence[str] | None = None) -> int:
     """Parse, check every option before loading anything, convert, print the one-line summary."""
-    from calibration.representative import calibration_set, validation_set
+    from calibration.representative import calibration_set, check_sizes, validation_set
     from converters.pipeline import convert
     from converters.plan import Plan
     from converters.targets import choose_lowering, get_target
     from edge.atomic import ensure_writable
 
-    from edge.command import prog
+    from edge.command import add_json_argument, emit, prog
 
     parser = argparse.ArgumentParser(prog=prog(frontend.module), description=frontend.description)
     add_model_arguments(parser)
     frontend.add_arguments(parser)
     add_artifact_arguments(parser, frontend.format)
+    add_json_argument(parser, "the written artifact's record (path, size, drift)")
     args = parser.parse_args(argv)
     precision, exporter, suffix = frontend.exporter_from(args)
     target = get_target(args.target, frontend.format)
     lowering = choose_lowering(target, args.grouped_conv)
     check_lowering(args, lowering)
+    check_sizes(args.calib_size if precision == "int8" else None, args.val_size)
+    if args.out is not None and args.out.suffix != f".{frontend.format}":
+        raise ConfigError(f"--out must end in .{frontend.format}, got {args.out}")
     reference = source_from(args)
     out = args.out or default_out(reference.name, precision, lowering, frontend.format, suffix)
-    if out.suffix != f".{frontend.format}":
-        raise ConfigError(f"--out must end in .{frontend.format}, got {out}")
     ensure_writable(out)
     spec = reference.preprocessing
     calibration = calibration_set(spec, args.calib, args.calib_size, args.seed) if precision == "int8" else None
@@ -69,7 +71,10 @@ def run(frontend: Frontend, argv: Sequence[str] | None = None) -> int:
         validation.check_labels(reference.labels)
     budget = budget_from(args, precision, features=reference.output_kind == "features")
     plan = Plan(Path(out), precision, target, lowering, budget, args.allow_drift, calibration)
-    print(summary(convert(reference, plan, validation, exporter, log=log)))
+    result = convert(reference, plan, validation, exporter, log=log)
+    emit(summary(result), {"path": str(result.path), "size_bytes": result.size_bytes,
+                           "within_budget": not result.violations, "violations": result.violations,
+                           "metadata": result.metadata}, args.json)
     return 0
 
 ARTIFACTS_DIR = Path("artifacts")
@@ -151,7 +156,8 @@ def add_artifact_arguments(parser: argparse.ArgumentParser, fmt: str) -> None:
                        help="where the file will run; decides the grouped-conv lowering: "
                             + "; ".join(f"{t.name}: {t.lowering}" for t in targets) + f" (default {targets[0].name})")
     group.add_argument("--grouped-conv", default="auto", choices=("auto", *LOWERINGS),
-                       help="override the target's grouped-conv lowering (all are exact in float)")
+                       help="override the target's grouped-conv lowering (all exact in float): "
+                            + "; ".join(f"{lw.name}: {lw.doc}" for lw in LOWERINGS.values()))
     group.add_argument("--out", type=Path, metavar="PATH", help=f"output file (default {ARTIFACTS_DIR}/<model>_<precision>"
                        f"[_<lowering>].{fmt})")
     data = parser.add_argument_group("data")

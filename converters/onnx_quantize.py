@@ -30,8 +30,8 @@ def quantize_int8(proto, calibration: Prepared, activations: str = "int8", windo
                   reduce_range: bool = False):
     """ONNX Runtime static quantization: QDQ, per-channel int8 weights, int8 (S8S8) or uint8 (U8S8) activations.
 
-    Measured on the reference (benchmarks/README.md): int8 activations give 32.6 dB SQNR and 100% top-1
-    agreement at 6.6 ms; uint8 ones 21.8 dB and 99.43% at 4.4 ms (AVX2 machine, 2 threads). `window`: at most
+    int8 activations are the more accurate, uint8 ones can be faster on x86 without VNNI (measured:
+    docs/drift.md). `window`: at most
     this many images calibrated between foldings of the ranges (None: all at once). `reduce_range`: 7-bit
     weights, so that x86 int8 kernels without VNNI cannot saturate (see `kernel_check`)."""
     import onnx
@@ -87,7 +87,7 @@ def kernel_check(job: Job, data: bytes, reduce_range: bool) -> tuple[Evaluation,
     """Validate a QDQ int8 graph twice: through ONNX Runtime's fused int8 kernels (what users run), and as
     written (quantize, dequantize, float op: the quantization's own error). On x86 CPUs without VNNI (AVX2,
     AVX-512) the int8 conv kernels multiply-add pairs of 8-bit products into 16 bits, which can saturate:
-    EfficientNet-B7 at 600 px lost 21.9 dB that way here (benchmarks/README.md). Warns when the fused kernels lose more
+    EfficientNet-B7 lost most of its SQNR that way here (docs/drift.md). Warns when the fused kernels lose more
     than KERNEL_LOSS_DB. Returns the fused evaluation (the artifact's drift) and the record for its metadata."""
     fused = job.evaluate(data)
     written = job.evaluate(data, RuntimeOptions(threads=2, fused=False), " (unfused QDQ)")

@@ -23,25 +23,25 @@ class Target:
     max_depthwise_taps: int | None = None  # depthwise convs with more taps are split in bands (converters.rewrite)
 
 
-# Speeds: benchmarks/README.md (RegNetY-200MF, 2 threads, batch 1, this project's CPU machine).
+# Each reason is recorded in the artifact's metadata; the measurements behind them: docs/lowering.md.
 TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("xnnpack", "tflite", "native", False,
-           "LiteRT's default CPU path: XNNPACK runs grouped CONV_2D (op v6) natively; measured fastest "
-           "(200MF float32 3.3 ms vs split 5.1, dense 11.1)", max_depthwise_taps=25),
+           "LiteRT's default CPU path: XNNPACK runs grouped CONV_2D (op v6) natively, faster than split or dense "
+           "(docs/lowering.md)", max_depthwise_taps=25),
     Target("gpu", "tflite", "native", False,
-           "the GPU delegate accepts grouped CONV_2D; published RegNetX-400MF figures (Galaxy S22, TFLite 2.10): "
-           "native 7.6 ms vs split+concat 43.7 ms on the GPU"),
+           "the GPU delegate accepts grouped CONV_2D; published RegNetX figures show native far faster than "
+           "split+concat on the GPU (docs/lowering.md)"),
     Target("nnapi", "tflite", "split", True,
            "NNAPI drivers reject grouped CONV_2D (op v6); split is the fastest plain form on the builtin kernels "
-           "(200MF int8 17.7 ms vs native 28.3, dense 29.1); NNAPI < 1.2 lacks SPLIT: use --grouped-conv dense there"),
+           "(docs/lowering.md); NNAPI < 1.2 lacks SPLIT: use --grouped-conv dense there"),
     Target("edgetpu", "tflite", "split", True,
            "the Edge TPU compiler rejects grouped CONV_2D (op v6); split uses SPLIT, CONV_2D and CONCATENATION, "
            "all Edge TPU ops, at the native MAC count (dense costs G x the MACs)"),
     Target("portable", "tflite", "split", True,
-           "runtimes older than TFLite 2.9 have no grouped CONV_2D; on the builtin kernels split is 1.8x faster "
-           "than native grouped and than dense (200MF float32 19.6 vs 35.9 and 34.8 ms; 800MF 3.6x)"),
+           "runtimes older than TFLite 2.9 have no grouped CONV_2D; on the builtin kernels split is faster than "
+           "native grouped and than dense (docs/lowering.md)"),
     Target("onnx", "onnx", "native", False,
-           "ONNX Conv has a group attribute that ONNX Runtime runs directly (200MF float32 3.9 ms)"),
+           "ONNX Conv has a group attribute that ONNX Runtime runs directly"),
 )}
 
 

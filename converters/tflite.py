@@ -57,8 +57,9 @@ class TFLiteFacts:
         return record
 
     def remedies(self, precision: str) -> str:
+        selective = precision == "int8" and self.io_type == "float32"  # --keep-float needs float I/O
         return "Calibrate on images like yours (--calib DIR)" + (
-            ", keep the worst layers in float (--keep-float auto)" if precision == "int8" else "")
+            ", keep the worst layers in float (--keep-float auto)" if selective else "")
 
 
 @dataclass

@@ -238,7 +238,7 @@ def _load_onnx(path: Path, options: RuntimeOptions) -> Runner:
     try:
         import onnxruntime as ort
     except ImportError:
-        raise KitError("running .onnx files needs ONNX Runtime: pip install onnxruntime (or .[edge])") from None
+        raise MissingExtraError("onnxruntime") from None
     so = ort.SessionOptions()
     so.intra_op_num_threads = options.threads
     so.inter_op_num_threads = 1

@@ -60,6 +60,16 @@ def test_saved_model_converts_with_a_preset(hub_regnety, tmp_path, capsys, modul
     assert meta["drift"]["within_budget"] and meta["drift"]["sqnr_db"] > 100
 
 
+def test_convert_json_to_stdout_is_the_written_record(hub_regnety, tmp_path, capsys):
+    out = tmp_path / "hub.tflite"
+    argv = ["--saved-model", str(hub_regnety), "--preset", "regnety200mf-hub", "--out", str(out), "--json", "-",
+            "--val-size", "11"]
+    assert run_cli(tflite.main, argv) == 0
+    record = json.loads(capsys.readouterr().out)  # only the JSON on stdout
+    assert record["path"] == str(out) and record["size_bytes"] == out.stat().st_size
+    assert record["within_budget"] is True and record["metadata"] == load(out).metadata
+
+
 def test_preprocessing_as_json_instead_of_a_preset(hub_regnety, tmp_path):
     spec = {"height": 160, "width": 160, "resize": "stretch", "crop_fraction": 1.0, "interpolation": "bilinear",
             "normalize_in_model": True, "resize_in_model": True}
