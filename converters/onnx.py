@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from calibration.representative import Prepared
 from converters import cli
 from converters.metadata import embed_onnx
 from converters.onnx_export import DEFAULT_OPSET, grouped_conv_nodes, to_onnx
-from converters.onnx_quantize import ACTIVATIONS, kernel_check, quantize_int8
+from converters.onnx_quantize import ACTIVATIONS, KernelCheck, kernel_check, quantize_int8
 from converters.pipeline import Candidate, Job, convert as run_pipeline, log as default_log
 from converters.plan import Evaluation, Plan, Result
 from converters.reference import Lowered, Reference
@@ -51,18 +51,19 @@ class OnnxFacts:
     ops: list[str]
     activations: str | None = None      # int8 only, like the two below
     reduce_range: bool | None = None
-    int8_kernels: dict | None = None
+    int8_kernels: KernelCheck | None = None
 
     def record(self, bands: dict | None = None) -> dict:
         """The metadata entries (in the order the reports have always listed them)."""
         record = {"depthwise_bands": bands} if bands else {}
         if self.int8_kernels is not None:
-            record.update(activations=self.activations, reduce_range=self.reduce_range, int8_kernels=self.int8_kernels)
+            record.update(activations=self.activations, reduce_range=self.reduce_range,
+                          int8_kernels=asdict(self.int8_kernels))
         return record | {"format": FORMAT, "opset": self.opset, "grouped_conv_nodes": self.grouped_conv_nodes,
                          "ops": self.ops}
 
     def remedies(self, precision: str) -> str:
-        if (self.int8_kernels or {}).get("saturation_suspected") and not self.reduce_range:
+        if self.int8_kernels is not None and self.int8_kernels.saturation_suspected and not self.reduce_range:
             return "This CPU's int8 kernels saturate: re-convert with --reduce-range"
         return "Calibrate on images like yours (--calib DIR)"
 

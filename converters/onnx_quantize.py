@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from calibration.representative import Prepared
@@ -83,7 +84,18 @@ def quantize_int8(proto, calibration: Prepared, activations: str = "int8", windo
 KERNEL_LOSS_DB = 3.0
 
 
-def kernel_check(job: Job, data: bytes, reduce_range: bool) -> tuple[Evaluation, dict]:
+@dataclass
+class KernelCheck:
+    """An int8 graph's SQNR through ONNX Runtime's fused kernels and as written, on this CPU."""
+
+    sqnr_db_fused: float | None
+    sqnr_db_unfused: float | None
+    fused_loss_db: float | None
+    saturation_suspected: bool
+    cpu: str
+
+
+def kernel_check(job: Job, data: bytes, reduce_range: bool) -> tuple[Evaluation, KernelCheck]:
     """Validate a QDQ int8 graph twice: through ONNX Runtime's fused int8 kernels (what users run), and as
     written (quantize, dequantize, float op: the quantization's own error). On x86 CPUs without VNNI (AVX2,
     AVX-512) the int8 conv kernels multiply-add pairs of 8-bit products into 16 bits, which can saturate:
@@ -92,15 +104,15 @@ def kernel_check(job: Job, data: bytes, reduce_range: bool) -> tuple[Evaluation,
     fused = job.evaluate(data)
     written = job.evaluate(data, RuntimeOptions(threads=2, fused=False), " (unfused QDQ)")
     loss = float(written.drift.sqnr_db - fused.drift.sqnr_db)
-    record = {"sqnr_db_fused": finite(fused.drift.sqnr_db), "sqnr_db_unfused": finite(written.drift.sqnr_db),
-              "fused_loss_db": finite(round(loss, 2)), "saturation_suspected": loss > KERNEL_LOSS_DB, "cpu": cpu()}
-    if record["saturation_suspected"]:
+    check = KernelCheck(finite(fused.drift.sqnr_db), finite(written.drift.sqnr_db), finite(round(loss, 2)),
+                        loss > KERNEL_LOSS_DB, cpu())
+    if check.saturation_suspected:
         advice = ("the kit already used 7-bit weights (--reduce-range)" if reduce_range else
                   "re-convert with --reduce-range (7-bit weights) for such CPUs")
         job.log(f"WARNING: ONNX Runtime's fused int8 kernels on this CPU lose {loss:.1f} dB against the quantized graph "
-            f"run as written ({record['sqnr_db_fused']:.1f} vs {record['sqnr_db_unfused']:.1f} dB SQNR): int8 conv "
+            f"run as written ({check.sqnr_db_fused:.1f} vs {check.sqnr_db_unfused:.1f} dB SQNR): int8 conv "
             f"kernels can saturate on x86 CPUs without VNNI; {advice}")
-    return fused, record
+    return fused, check
 
 
 def cpu() -> str:

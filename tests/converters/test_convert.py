@@ -252,12 +252,13 @@ def test_keep_float_named_layer_stays_float(tmp_path, converted, source, validat
 
 def test_over_budget_advice_names_what_that_converter_can_do(tmp_path):
     from converters.onnx import OnnxFacts
+    from converters.onnx_quantize import KernelCheck
     from converters.tflite import TFLiteFacts
 
-    tflite_int8, onnx_int8 = TFLiteFacts("float32", []), OnnxFacts(17, 0, [], "int8", False, {})
+    tflite_int8, onnx_int8 = TFLiteFacts("float32", []), OnnxFacts(17, 0, [], "int8", False, None)
     assert "--keep-float auto" in tflite_int8.remedies("int8")
     assert "--keep-float" not in onnx_int8.remedies("int8") and "--calib DIR" in onnx_int8.remedies("int8")
-    onnx_int8.int8_kernels = {"saturation_suspected": True}
+    onnx_int8.int8_kernels = KernelCheck(20.0, 30.0, 10.0, True, "x86_64, AVX2, no VNNI")
     assert "--reduce-range" in onnx_int8.remedies("int8")
     onnx_int8.reduce_range = True  # already 7-bit: back to the general advice
     assert "--reduce-range" not in onnx_int8.remedies("int8")
