@@ -21,6 +21,7 @@ from models.applications import APPLICATIONS
 from models.zoo import FLAVOURS, VARIANTS
 
 MODELS = ("regnety", *APPLICATIONS)
+INPUT_SIZES = range(32, 2049)  # five stride-2 stages need 32; past 2048 a square image costs gigabytes per layer
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,9 @@ def source_from(args: argparse.Namespace, normalize_in_model: bool | None = None
     overrides normalization and head with what an artifact's metadata says."""
     from converters.source import load_source, read_labels
 
+    if args.input_size is not None and args.input_size not in INPUT_SIZES:
+        raise ConfigError(f"--input-size must be between {INPUT_SIZES.start} and {INPUT_SIZES.stop - 1}, got "
+                          f"{args.input_size}")
     if args.saved_model:
         from converters.saved_model import load_saved_model, preprocessing_for
 
@@ -145,7 +149,7 @@ def source_from(args: argparse.Namespace, normalize_in_model: bool | None = None
     if normalize_in_model is None:
         normalize_in_model = args.normalize_in_model or None
     return load_source(args.variant, args.flavour, args.weights, num_classes=args.classes, labels_path=args.labels,
-                       input_size=args.input_size or 224, normalize_in_model=normalize_in_model, head=head or args.head,
+                       input_size=224 if args.input_size is None else args.input_size, normalize_in_model=normalize_in_model, head=head or args.head,
                        log=log)
 
 

@@ -18,7 +18,7 @@ from converters import cli
 from converters.metadata import embed_tflite
 from converters.pipeline import Candidate, Job, convert as run_pipeline, log as default_log
 from converters.plan import Evaluation, Plan, Result
-from converters.reference import Lowered, Reference
+from converters.reference import KerasGraph, Lowered, Reference
 from converters.tflite_converter import IO_TYPES, check_ops, to_tflite
 from edge.errors import ConfigError, run_cli
 
@@ -72,11 +72,24 @@ class TFLiteExporter:
                 f"target {plan.target.name})")
 
     def export(self, lowered: Lowered, job: Job) -> Candidate:
+        self._check_layer_names(lowered)
         data = to_tflite(lowered.graph, job.plan.precision, job.plan.calibration, self.options.io)
         return Candidate(data, TFLiteFacts(self.options.io, check_ops(data, job.plan.target)))
 
     def evaluate(self, candidate: Candidate, job: Job) -> Evaluation:
         return job.evaluate(candidate.data)
+
+    def _check_layer_names(self, lowered: Lowered) -> None:
+        """--keep-float names that match no layer are refused before converting (a Keras graph's layers are known;
+        a SavedModel's are not, so its names are checked against the converted tensors later)."""
+        names = [n for n in self.options.keep_float if n != "auto"]
+        if not names or not isinstance(lowered.graph, KerasGraph):
+            return
+        layers = [layer.name for layer in lowered.graph.model.layers]
+        for name in names:
+            if not any(name in layer for layer in layers):
+                raise ConfigError(f"--keep-float {name}: no layer of the model has that name (its layers are named "
+                                  f"like {', '.join(layers[1:4])}); pass a layer name, or auto")
 
     def refine(self, lowered: Lowered, candidate: Candidate, evaluation: Evaluation,
                job: Job) -> tuple[Candidate, Evaluation]:

@@ -5,11 +5,20 @@ A failed or interrupted run leaves the previous file or none, never half of one.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
 
 from edge.errors import KitError
+
+
+def _cannot_write(path: Path, exc: OSError, advice: str) -> KitError:
+    """One line for an OSError writing `path`: a folder that takes no new files is named as such."""
+    if path.parent.is_dir() and exc.errno in (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EROFS):
+        return KitError(f"cannot write {path}: the folder {path.parent} does not accept new files "
+                        f"({exc.strerror}); {advice}")
+    return KitError(f"cannot write {path}: {exc.strerror or exc}; {advice}")
 
 
 def atomic_write(path: str | Path, data: bytes) -> Path:
@@ -19,7 +28,7 @@ def atomic_write(path: str | Path, data: bytes) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
-        raise KitError(f"cannot write {path}: {exc.strerror or exc}; choose another --out path") from None
+        raise _cannot_write(path, exc, "choose another --out path") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -29,7 +38,10 @@ def atomic_write(path: str | Path, data: bytes) -> Path:
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise KitError(f"cannot write {path}: {exc.strerror or exc}; check the space and permissions there") from None
+        raise _cannot_write(path, exc, "check the space and permissions there") from None
+    except BaseException:  # Ctrl-C or any other interruption: no temporary file is left behind
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -42,7 +54,7 @@ def ensure_writable(path: str | Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".probe")
     except OSError as exc:
-        raise KitError(f"cannot write {path}: {exc.strerror or exc}; choose another --out path") from None
+        raise _cannot_write(path, exc, "choose another --out path") from None
     os.close(fd)
     os.unlink(tmp)
     return path

@@ -101,7 +101,7 @@ def _in_subprocess(command: list[str], what: str) -> dict:
     done = subprocess.run([sys.executable, "-m", *command], capture_output=True, text=True)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
-        raise KitError(f"benchmark of {what} failed: {last}")
+        raise KitError(f"benchmark of {what} failed: {last.removeprefix('error: ')}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

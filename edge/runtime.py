@@ -16,7 +16,7 @@ import numpy as np
 
 from edge.capture import captured_native_output
 from edge.errors import ConfigError, KitError, MissingExtraError, first_line
-from edge.tflite_file import METADATA_NAME, ModelFileError, metadata_buffers, read_model_bytes
+from edge.tflite_file import METADATA_NAME, ModelFileError, metadata_buffers, read_model_bytes, require_model_file
 
 ONNX_BATCH = 32
 
@@ -189,8 +189,7 @@ def load(path: str | Path, options: RuntimeOptions = RuntimeOptions()) -> Runner
         return _load_tflite(path, options)
     if suffix == ".onnx":
         return _load_onnx(path, options)
-    if not path.exists():
-        raise ModelFileError(f"model file {path} does not exist; pass the path of a .tflite or .onnx file")
+    require_model_file(path)
     raise ModelFileError(f"{path}: unknown model type {suffix or '(no suffix)'}; the edge runtime runs .tflite and .onnx")
 
 
@@ -233,8 +232,7 @@ def _load_tflite(path: Path, options: RuntimeOptions) -> Runner:
 
 
 def _load_onnx(path: Path, options: RuntimeOptions) -> Runner:
-    if not path.is_file():
-        raise ModelFileError(f"model file {path} does not exist; pass the path of a .tflite or .onnx file")
+    require_model_file(path)
     try:
         import onnxruntime as ort
     except ImportError:

@@ -79,11 +79,18 @@ class _Reader:
         return self.data[start:start + length]
 
 
+def require_model_file(path: Path) -> None:
+    """ModelFileError naming what `path` is when it is not a file: missing, or a folder."""
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a folder, not a model file; pass the path of a .tflite or .onnx file")
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} does not exist; pass the path of a .tflite or .onnx file")
+
+
 def read_model_bytes(path: str | Path) -> bytes:
     """The file's bytes, after checking that it is a plausible .tflite file."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"model file {path} does not exist; pass the path of a .tflite or .onnx file")
+    require_model_file(path)
     size = path.stat().st_size
     if size < 16:
         raise ModelFileError(f"{path}: {size} bytes is too small to be a .tflite model; the file is truncated or empty")

@@ -24,6 +24,12 @@ def _run(main, argv, capsys):
     (tflite.main, ["--weights", "missing.safetensors"], "does not exist"),
     (validate.main, ["nothing.tflite"], "does not exist"),
     (inspect.main, ["README.md"], "unknown model type"),
+    (inspect.main, ["docs"], "docs is a folder, not a model file"),
+    (validate.main, ["docs"], "is a folder, not a model file"),
+    (tflite.main, ["--input-size", "0"], "--input-size must be between 32 and 2048, got 0"),
+    (onnx_conv.main, ["--input-size", "100000"], "--input-size must be between 32 and 2048"),
+    (tflite.main, ["--out", "/proc/x.tflite"], "the folder /proc does not accept new files"),
+    (tflite.main, ["--int8", "--keep-float", "no_such_layer", "--val-size", "11"], "--keep-float no_such_layer: no layer"),
 ])
 def test_mistakes_are_one_line(capsys, main, argv, message):
     code, line = _run(main, argv, capsys)

@@ -43,3 +43,13 @@ def test_benchmark_bad_input(argv, message, capsys):
     assert run_cli(benchmark.main, argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_a_failed_measurement_is_reported_once(tmp_path):
+    # The worker process's own "error: ..." line is relayed without a second "error:" prefix.
+    from edge.errors import KitError
+
+    with pytest.raises(KitError) as raised:
+        benchmark._in_subprocess(["edge.classify", str(tmp_path), "--model", str(tmp_path / "gone.tflite")], "gone")
+    message = str(raised.value)
+    assert message.startswith("benchmark of gone failed: ") and "error:" not in message, message

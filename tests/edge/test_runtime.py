@@ -112,3 +112,24 @@ def test_edge_never_imports_tensorflow(tiny_tflite):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "(1, 5) a" in done.stdout
+
+
+def test_a_folder_given_as_the_model_is_named_a_folder(tmp_path):
+    for name in ("m.tflite", "m.onnx", "m"):
+        (tmp_path / name).mkdir()
+        with pytest.raises(ModelFileError, match="is a folder, not a model file"):
+            load(tmp_path / name)
+
+
+def test_an_interrupted_write_leaves_nothing_behind(tmp_path, monkeypatch):
+    import os
+
+    from edge.atomic import atomic_write
+
+    def interrupt(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "m.tflite", b"data")
+    assert list(tmp_path.iterdir()) == []
