@@ -14,9 +14,9 @@ from calibration.representative import DEFAULT_CALIBRATION, MAX_CALIBRATION
 from converters.pipeline import log
 from converters.rewrite import LOWERINGS
 from converters.targets import TARGETS
-from edge.errors import ConfigError
 from converters.saved_model import PRESETS
 from converters.source import HEADS
+from edge.errors import ConfigError
 from models.applications import APPLICATIONS
 from models.zoo import FLAVOURS, VARIANTS
 
@@ -46,10 +46,9 @@ def run(frontend: Frontend, argv: Sequence[str] | None = None) -> int:
     from converters.plan import Plan
     from converters.targets import choose_lowering, get_target
     from edge.atomic import ensure_writable
+    from edge.command import add_json_argument, emit, parser_for
 
-    from edge.command import add_json_argument, emit, prog
-
-    parser = argparse.ArgumentParser(prog=prog(frontend.module), description=frontend.description)
+    parser = parser_for(frontend.module, description=frontend.description)
     add_model_arguments(parser)
     frontend.add_arguments(parser)
     add_artifact_arguments(parser, frontend.format)
@@ -148,9 +147,9 @@ def source_from(args: argparse.Namespace, normalize_in_model: bool | None = None
                                 input_size=args.input_size, head=head or args.head, log=log)
     if normalize_in_model is None:
         normalize_in_model = args.normalize_in_model or None
+    size = 224 if args.input_size is None else args.input_size
     return load_source(args.variant, args.flavour, args.weights, num_classes=args.classes, labels_path=args.labels,
-                       input_size=224 if args.input_size is None else args.input_size, normalize_in_model=normalize_in_model, head=head or args.head,
-                       log=log)
+                       input_size=size, normalize_in_model=normalize_in_model, head=head or args.head, log=log)
 
 
 def add_artifact_arguments(parser: argparse.ArgumentParser, fmt: str) -> None:

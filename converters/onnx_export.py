@@ -10,8 +10,7 @@ from __future__ import annotations
 import itertools
 import re
 
-from converters.reference import Graph
-from converters.tflite_converter import as_graph
+from converters.reference import Graph, as_graph
 from edge.capture import captured_native_output, tail
 from edge.errors import ConversionError, first_line
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -59,7 +60,7 @@ class Job:
     plan: Plan
     validation: Prepared
     expected: np.ndarray
-    log: object = log
+    log: Callable[[str], None] = log
 
     def evaluate(self, candidate: bytes, options: RuntimeOptions = RuntimeOptions(threads=2),
                  what: str = "") -> Evaluation:

@@ -124,6 +124,11 @@ class Identified:
         return "logits" if self.identity.head else "features"
 
 
+def as_graph(model) -> Graph:
+    """A Graph as it is; a Keras model wrapped as one (what to_tflite and to_onnx accept)."""
+    return model if isinstance(model, Graph) else KerasGraph(model)
+
+
 @dataclass
 class KerasReference(Identified):
     """A Keras model (grouped convs, float32) with what names, feeds and labels it."""
@@ -144,7 +149,7 @@ class KerasReference(Identified):
 
         model = lower_grouped_convs(self.model, lowering)
         banded = large_depthwise_convs(model, max_depthwise_taps) if max_depthwise_taps else []
-        if banded:
+        if banded:  # split_depthwise_taps rewrites exactly these
             model = split_depthwise_taps(model, max_depthwise_taps)
         return Lowered(KerasGraph(model), banded, len(grouped_convs(model)))
 

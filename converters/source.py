@@ -72,7 +72,7 @@ def load_application(name: str, weights: str | Path | None = None, *, num_classe
     from models.app_reference import apply as apply_reference
     from models.app_reference import checkpoint_path, reference_card, seeded
     from models.applications import get_application
-    from models.weights import file_sha256
+    from edge.digest import file_sha256
 
     if head not in HEADS:
         raise ConfigError(f"unknown head {head!r}; valid: {', '.join(HEADS)}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from calibration.representative import Prepared
 from converters import cli
@@ -44,7 +44,7 @@ class TFLiteFacts:
     io_type: str
     ops: list[str]
     keep_float: dict | None = None
-    worst_layers: list | None = field(default=None)
+    worst_layers: list | None = None
 
     def record(self, bands: dict | None = None) -> dict:
         """The metadata entries (in the order the reports have always listed them)."""

@@ -10,19 +10,14 @@ from __future__ import annotations
 import sys
 
 from calibration.representative import Prepared
-from converters.reference import Graph, KerasGraph
+from converters.reference import Graph, as_graph
 from converters.targets import Target
 from edge.capture import captured_native_output, tail
 from edge.errors import ConfigError, ConversionError, KitError, first_line
-from edge.tflite_file import CONV_2D, CUSTOM, builtin_op_names, operator_codes
+from edge.tflite_file import CONV_2D, CUSTOM, builtin_op_name, operator_codes
 
 PRECISIONS = ("float32", "float16", "dynamic", "int8")
 IO_TYPES = ("float32", "uint8", "int8")
-
-
-def as_graph(model) -> Graph:
-    """A Graph as it is; a Keras model wrapped as one."""
-    return model if isinstance(model, Graph) else KerasGraph(model)
 
 
 def make_converter(graph: Graph, precision: str, calibration: Prepared | None = None, io: str = "float32",
@@ -82,7 +77,6 @@ def run_converter(work):
 def check_ops(data: bytes, target: Target) -> list[str]:
     """The file's ops as NAME:vN; ConversionError for Flex/custom ops, and for grouped CONV_2D (op version 6+)
     on targets that cannot run it."""
-    names = builtin_op_names()
     codes = operator_codes(data)
     custom = [c for code, c, _ in codes if code == CUSTOM]
     if custom:
@@ -91,4 +85,4 @@ def check_ops(data: bytes, target: Target) -> list[str]:
     if grouped and target.forbids_grouped_conv:
         raise ConversionError(f"the file has CONV_2D op version {max(grouped)} (grouped) but target {target.name} "
                               "cannot run it; use --grouped-conv split or dense")
-    return sorted(f"{names.get(code, code)}:v{v}" for code, _, v in codes)
+    return sorted(f"{builtin_op_name(code)}:v{v}" for code, _, v in codes)

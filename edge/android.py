@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines += [f"note: {note}" for note in checked.notes]
     if destination is not None:
         lines.append(f"copied to {destination}; build and install with: cd {args.app} && ./gradlew installDebug")
-    record = {**asdict(checked), "path": str(checked.path), "notes": list(checked.notes),
+    record = {**asdict(checked), "path": str(checked.path),
               "copied_to": str(destination) if destination is not None else None}
     emit("\n".join(lines), record, args.json)
     return 0

@@ -36,11 +36,10 @@ def atomic_write(path: str | Path, data: bytes) -> Path:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:  # a failed write, Ctrl-C or any other interruption: no temporary file is left
         Path(tmp).unlink(missing_ok=True)
-        raise _cannot_write(path, exc, "check the space and permissions there") from None
-    except BaseException:  # Ctrl-C or any other interruption: no temporary file is left behind
-        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _cannot_write(path, exc, "check the space and permissions there") from None
         raise
     return path
 

@@ -28,7 +28,6 @@ loads it (rebuilds the seeded network, checks the fingerprint, puts the stored t
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Sequence
@@ -37,11 +36,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.command import parser_for
 from edge.errors import KitError, run_cli
 from models.app_reference import SEED, apply, checkpoint_path, fingerprint, seeded, weights_by_key
 from models.heads import pooled_features
 from models.reference import card_path
-from training.cards import TASK, crop_arrays, heldout_top1, require_bar, write_card
+from training.cards import TASK, crop_arrays, heldout_top1, require_bar, require_safetensors, write_card
 
 LAYER_SCALE = 0.5  # ConvNeXt blocks' output scale once conditioned (trained ConvNeXts sit around 0.1-1)
 BATCH = 8          # crops per predict call (B7 at 600 px)
@@ -192,8 +192,8 @@ def save(model, name: str, classes: list[str], conditioning: str, config: ProbeC
 def main(argv: Sequence[str] | None = None) -> int:
     from models.applications import APPLICATIONS
 
-    parser = argparse.ArgumentParser(
-        prog="python -m training.app_reference",
+    parser = parser_for(
+        "training.app_reference",
         description="Build the kit's reference ConvNeXt-Tiny or EfficientNet-B7 for drift measurement: the seeded "
                     "random backbone conditioned on the bundled photographs, a linear classifier trained on its "
                     "features (not ImageNet weights). Stores only what differs from the seeded initialisation, with "
@@ -208,8 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if min(args.train_per_class, args.heldout_per_class) < 1:
         raise KitError("--train-per-class and --heldout-per-class must be at least 1")
     out = args.out or checkpoint_path(args.model)
-    if out.suffix != ".safetensors":
-        raise KitError(f"--out must end in .safetensors, got {out}")
+    require_safetensors(out)
     config = ProbeConfig(train_per_class=args.train_per_class, heldout_per_class=args.heldout_per_class)
     log = lambda m: print(m, flush=True)  # noqa: E731
     model, classes, conditioning = build(args.model, config, log)

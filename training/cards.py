@@ -40,3 +40,9 @@ def require_bar(top1: float, advice: str) -> None:
 def write_card(checkpoint: Path, card: dict) -> Path:
     """The JSON card beside `checkpoint`, written atomically."""
     return atomic_write(card_path(checkpoint), (json.dumps(card, indent=2) + "\n").encode())
+
+
+def require_safetensors(out: Path) -> None:
+    """The checkpoints are stored as safetensors; any other --out is refused in one line."""
+    if out.suffix != ".safetensors":
+        raise KitError(f"--out must end in .safetensors, got {out}")

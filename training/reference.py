@@ -15,7 +15,6 @@ on that grouped model.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -25,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import KitError, run_cli
+from edge.command import parser_for
+from edge.errors import run_cli
 from models.reference import DEFAULT_CHECKPOINT, VARIANT, card_path
-from training.cards import TASK, crop_arrays, heldout_top1, require_bar, write_card
+from training.cards import TASK, crop_arrays, heldout_top1, require_bar, require_safetensors, write_card
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -126,8 +126,8 @@ def save(model, classes: list[str], config: TrainConfig, out: Path) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.reference",
+    parser = parser_for(
+        "training.reference",
         description="Train the kit's reference RegNetY-200MF on crops of the bundled photographs "
                     "(about 10-20 minutes on 2 CPU cores) and store it as float16 safetensors with a JSON card.")
     parser.add_argument("--out", type=Path, default=DEFAULT_CHECKPOINT, help="checkpoint path (.safetensors)")
@@ -136,8 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs-full", type=int, default=TrainConfig.epochs_full)
     parser.add_argument("--crops-per-class", type=int, default=TrainConfig.crops_per_class)
     args = parser.parse_args(argv)
-    if args.out.suffix != ".safetensors":
-        raise KitError(f"--out must end in .safetensors, got {args.out}")
+    require_safetensors(args.out)
     config = TrainConfig(seed=args.seed, epochs_low=args.epochs_low, epochs_full=args.epochs_full,
                          crops_per_class=args.crops_per_class)
     model, classes, top1 = train(config, log=lambda m: print(m, flush=True))
