@@ -1,7 +1,9 @@
 """`python -m converters.inspect ARTIFACT [--json PATH|-]`: what is inside a .tflite or .onnx file.
 
 Ops with their versions (TFLite) or opset (ONNX), tensor types, I/O types and quantization, size,
-and the kit metadata embedded by the converters. Needs no TensorFlow: a .tflite file is read with LiteRT.
+and the kit metadata embedded by the converters. Needs only the `edge` extra (no TensorFlow, keras or onnx):
+a .tflite file is read with LiteRT and the kit's FlatBuffer reader, an .onnx file with ONNX Runtime and the
+kit's protobuf reader (edge.onnx_file).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from edge.command import add_json_argument, emit, parser_for
 from edge.errors import run_cli
+from edge.onnx_file import read_onnx
 from edge.runtime import load
 from edge.tflite_file import builtin_op_name, operator_codes, read_model_bytes
 
@@ -34,14 +37,10 @@ def inspect_tflite(path: Path) -> dict:
 
 
 def inspect_onnx(path: Path) -> dict:
-    import onnx
-
-    runner = load(path)
-    proto = onnx.load(str(path))
-    ops = Counter(n.op_type for n in proto.graph.node)
-    types = Counter(onnx.TensorProto.DataType.Name(t.data_type) for t in proto.graph.initializer)
-    return {"ops": dict(sorted(ops.items())), "initializer_types": dict(types),
-            "opset": {o.domain or "ai.onnx": o.version for o in proto.opset_import}, **_common(runner, path)}
+    runner = load(path)  # ONNX Runtime checks the model first and names what it refuses
+    model = read_onnx(path)
+    return {"ops": dict(sorted(model.op_counts().items())),
+            "initializer_types": dict(model.initializer_type_counts()), "opset": model.opset, **_common(runner, path)}
 
 
 def _common(runner, path: Path) -> dict:

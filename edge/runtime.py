@@ -16,6 +16,7 @@ import numpy as np
 
 from edge.capture import captured_native_output
 from edge.errors import ConfigError, KitError, MissingExtraError, first_line
+from edge.onnx_file import read_onnx
 from edge.tflite_file import METADATA_NAME, ModelFileError, metadata_buffers, read_model_bytes, require_model_file
 
 ONNX_BATCH = 32
@@ -231,6 +232,17 @@ def _load_tflite(path: Path, options: RuntimeOptions) -> Runner:
                   interpreter)
 
 
+def _onnx_custom_metadata(session, path: Path) -> dict[str, str]:
+    """The model's metadata_props as ONNX Runtime reads them. Bytes that are not UTF-8 make its map raise
+    UnicodeDecodeError: then the kit's own reader names the entry, as a ModelFileError."""
+    try:
+        return dict(session.get_modelmeta().custom_metadata_map)
+    except UnicodeDecodeError:
+        pass
+    read_onnx(path)  # raises, naming the entry whose bytes are not text
+    raise ModelFileError(f"{path}: its metadata is not valid UTF-8 text; re-convert the model")
+
+
 def _load_onnx(path: Path, options: RuntimeOptions) -> Runner:
     require_model_file(path)
     try:
@@ -251,8 +263,7 @@ def _load_onnx(path: Path, options: RuntimeOptions) -> Runner:
     seconds = time.perf_counter() - start
     inputs, outputs = session.get_inputs(), session.get_outputs()
     _one_input_one_output(path, inputs, outputs)
-    props = session.get_modelmeta().custom_metadata_map
-    metadata = _kit_metadata(props.get(METADATA_NAME), path)
+    metadata = _kit_metadata(_onnx_custom_metadata(session, path).get(METADATA_NAME), path)
 
     def info(arg) -> TensorInfo:
         dtype = {"tensor(float)": "float32", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}.get(arg.type, arg.type)

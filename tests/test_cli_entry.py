@@ -153,12 +153,17 @@ def test_inspect_json_to_a_file_keeps_the_text(tiny_tflite, tmp_path, capsys):
     assert json.loads(report.read_text())["tensor_types"] == {"float32": 2}
 
 
-def test_a_missing_extra_is_one_line_naming_it(tmp_path):
-    done = _run(["inspect", "model.onnx"], "sys.modules['onnx'] = None  # as if .[kit] were not installed\n",
-                tmp_path)
+@pytest.mark.parametrize("args, module, extra", [
+    (["convert", "onnx", "--variant", "200mf"], "keras", "kit"),
+    (["inspect", "model.onnx"], "onnxruntime", "edge"),  # inspect needs only .[edge]: no onnx package
+])
+def test_a_missing_extra_is_one_line_naming_it(tmp_path, args, module, extra):
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x08")
+    done = _run(args, f"sys.modules[{module!r}] = None  # as if .[{extra}] were not installed\n", tmp_path)
     err = done.stderr.strip().splitlines()
     assert done.returncode == EXIT_USAGE and done.stdout == ""
-    assert len(err) == 1 and "onnx is not installed" in err[0] and "'.[kit]'" in err[0], err
+    assert len(err) == 1 and f"{module} is not installed" in err[0] and f"'.[{extra}]'" in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # nothing written
 
 
 def test_the_subcommand_is_imported_inside_run_cli(monkeypatch, capsys):
