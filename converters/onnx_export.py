@@ -2,7 +2,8 @@
 
 Keras 3 runs a grouped Conv2D on CPU through an XLA-compiled wrapper that tf2onnx cannot convert (DESIGN.md), so a
 Keras graph is traced with converters.rewrite.TRACE_RULES: its grouped layers as a plain `tf.nn.convolution` on the
-grouped kernel, which tf2onnx writes as one `Conv` node with `group` set. The batch dimension is dynamic.
+grouped kernel, which tf2onnx writes as one `Conv` node with `group` set. A SavedModel's serving function comes with
+those XLA-compiled functions inlined (converters.saved_model). The batch dimension is dynamic.
 """
 
 from __future__ import annotations
@@ -62,9 +63,8 @@ def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, output_name: str = OUTPUT_
             raise ConversionError(f"tf2onnx failed: {first_line(exc)} [{tail(captured())}]") from None
     calls = sorted({n.op_type for n in proto.graph.node if n.op_type in ("StatefulPartitionedCall", "PartitionedCall")})
     if calls:
-        raise ConversionError(f"the graph calls TensorFlow functions tf2onnx cannot inline ({', '.join(calls)}); a "
-                              "SavedModel written by Keras 3 compiles its grouped convolutions as such functions: "
-                              "convert it to TFLite, or convert the kit's own Keras model to ONNX")
+        raise ConversionError(f"the graph calls TensorFlow functions tf2onnx did not inline ({', '.join(calls)}); "
+                              "ONNX Runtime would refuse the file: convert this model to TFLite instead")
     unsupported = sorted({n.op_type for n in proto.graph.node if n.domain not in ("", "ai.onnx")})
     if unsupported:
         raise ConversionError(f"tf2onnx left non-ONNX ops {unsupported}; the file would not run")

@@ -1,9 +1,11 @@
 """`--saved-model DIR`: TF Hub-style SavedModels converted directly, on SavedModels made here (no hub is
 reachable): the kit's seed-flavour RegNetY (any input size, resized and normalized inside) exported
-with a serving_default signature, as the TF Hub regnetyNNNmf modules are."""
+with a serving_default signature, as the TF Hub regnetyNNNmf modules are; and a small grouped-conv
+model written by Keras 3's `model.export`, whose grouped convs are XLA-compiled functions."""
 
 import json
 
+import numpy as np
 import pytest
 
 from converters import onnx as onnx_conv
@@ -122,3 +124,106 @@ def test_saved_model_options_are_checked(hub_regnety, tmp_path, capsys, extra, m
     assert run_cli(tflite.main, argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[-1], err
+
+
+KERAS3_SPEC = {"height": 32, "width": 32, "resize": "stretch", "crop_fraction": 1.0, "interpolation": "bilinear"}
+
+
+def _keras3_grouped_model(resize_first=False):
+    """Stem conv, a grouped conv of 4 groups, a strided grouped conv of 8 groups with bias, 10 logits; BN statistics
+    set away from the identity. resize_first puts a Resizing layer first (it leaks training=True, see below)."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((None, None, 3) if resize_first else (32, 32, 3), name="image")
+    x = layers.Resizing(32, 32)(inputs) if resize_first else inputs
+    x = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(x)))
+    x = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(16, 3, padding="same", groups=4, use_bias=False)(x)))
+    x = layers.Conv2D(32, 3, strides=2, padding="same", groups=8)(x)
+    model = keras.Model(inputs, layers.Dense(10)(layers.GlobalAveragePooling2D()(x)))
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.moving_mean.assign(rng.normal(0, 0.5, layer.moving_mean.shape))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, layer.moving_variance.shape))
+    return model
+
+
+@pytest.fixture(scope="module")
+def keras3_grouped(tmp_path_factory):
+    """A SavedModel written by Keras 3's model.export: each grouped conv an XLA-compiled function call."""
+    path = tmp_path_factory.mktemp("keras3") / "grouped"
+    _keras3_grouped_model().export(str(path), verbose=False)
+    return path
+
+
+def _onnx_argv(path, out, *extra):
+    return ["--saved-model", str(path), "--preprocessing", json.dumps(KERAS3_SPEC), "--out", str(out), *extra]
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_keras3_saved_model_converts_to_onnx(keras3_grouped, tmp_path, capsys, precision):
+    import onnx
+    import tensorflow as tf
+
+    from converters.saved_model import CALL_OPS
+
+    loaded = tf.saved_model.load(str(keras3_grouped))
+    library = loaded.signatures["serving_default"].graph.as_graph_def().library.function
+    assert sum("_XlaMustCompile" in f.attr for f in library) == 2  # what tf2onnx alone cannot inline
+    out = tmp_path / f"k3_{precision}.onnx"
+    extra = ["--int8"] if precision == "int8" else []
+    assert run_cli(onnx_conv.main, _onnx_argv(keras3_grouped, out, *extra)) == 0, capsys.readouterr().err
+    proto = onnx.load(str(out))
+    ops = [n.op_type for n in proto.graph.node]
+    assert not set(ops) & set(CALL_OPS) and all(n.domain in ("", "ai.onnx") for n in proto.graph.node)
+    groups = sorted(a.i for n in proto.graph.node if n.op_type == "Conv"
+                    for a in n.attribute if a.name == "group" and a.i > 1)
+    assert groups == [4, 8] and ops.count("Conv") == 3
+    runner = load(out)
+    meta = runner.metadata
+    assert meta["grouped_conv_nodes"] == 2 and meta["drift"]["within_budget"]
+    if precision == "int8":
+        assert {"QuantizeLinear", "DequantizeLinear"} <= set(ops) and meta["drift"]["sqnr_db"] > 25
+        return
+    assert meta["drift"]["top1_agreement"] == 1.0 and meta["drift"]["sqnr_db"] > 100
+    # Independently of the pipeline: the file against the SavedModel's own serving function, batch of 5.
+    images = np.random.default_rng(1).normal(0, 1, (5, 32, 32, 3)).astype(np.float32)
+    expected = np.asarray(loaded.signatures["serving_default"](image=tf.constant(images))["output_0"])
+    got = runner.run(images)
+    assert np.abs(got - expected).max() <= 1e-4 * (expected.max() - expected.min())
+
+
+def test_keras3_saved_model_onnx_is_deterministic(keras3_grouped):
+    # As test_convert's ONNX determinism test: separate processes, different string hashing.
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, hashlib; from converters.saved_model import load_saved_model; "
+            "from converters.onnx_export import to_onnx; from edge.preprocessing import PreprocessSpec; "
+            f"spec = PreprocessSpec.from_json({json.dumps(json.dumps(KERAS3_SPEC))}); "
+            "ref = load_saved_model(sys.argv[1], spec, log=lambda m: None); "
+            "print(hashlib.sha256(to_onnx(ref.function).SerializeToString()).hexdigest())")
+    digests = []
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        done = subprocess.run([sys.executable, "-c", code, str(keras3_grouped)], capture_output=True, text=True,
+                              env=env, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        digests.append(done.stdout.strip().splitlines()[-1])
+    assert digests[0] == digests[1] and len(digests[0]) == len(hashlib.sha256().hexdigest())
+
+
+def test_a_saved_model_traced_in_training_mode_is_refused(tmp_path, capsys):
+    # Keras 3: a Resizing layer's call defaults to training=True and leaks it to the layers after it, so
+    # model.export traces BatchNormalization with batch statistics and moving-average updates.
+    path = tmp_path / "resize_first"
+    _keras3_grouped_model(resize_first=True).export(str(path), verbose=False)
+    out = tmp_path / "x.onnx"
+    assert run_cli(onnx_conv.main, _onnx_argv(path, out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "writes variables when called" in err[-1] and "training=False" in err[-1], err
+    assert not out.exists()
