@@ -93,8 +93,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                        help="checkpoint: timm/pycls .safetensors/.pth, Keras .weights.h5/.keras/.h5. Default: the kit's "
                             "reference checkpoint for 200mf (paper), random weights otherwise (said loudly)")
     group.add_argument("--classes", type=int, metavar="N", help="classifier outputs (default: from the labels, else 1000)")
-    group.add_argument("--labels", metavar="FILE", help="class names, one per line (default: the checkpoint's card, "
-                       "else class_0, class_1, ...)")
+    group.add_argument("--labels", metavar="FILE", help="class names, one per line (default: the checkpoint's card; "
+                       "for 1000 classes ImageNet-1k's names; else class_0, class_1, ...)")
     group.add_argument("--input-size", type=int, metavar="N",
                        help="square input size (default: 224; EfficientNet-B7: 600)")
     group.add_argument("--saved-model", metavar="DIR",

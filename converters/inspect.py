@@ -18,7 +18,7 @@ from edge.command import add_json_argument, emit, parser_for
 from edge.errors import run_cli
 from edge.onnx_file import read_onnx
 from edge.runtime import load
-from edge.tflite_file import builtin_op_name, operator_codes, read_model_bytes
+from edge.tflite_file import builtin_op_name, operator_codes, read_model_bytes, standard_metadata
 
 
 def inspect_tflite(path: Path) -> dict:
@@ -32,7 +32,8 @@ def inspect_tflite(path: Path) -> dict:
     per_op = Counter()
     for op in interpreter._get_ops_details():
         per_op[op["op_name"]] += 1
-    return {"ops": {name: per_op.get(name.split(" v")[0], 0) for name in sorted(ops)}, "tensor_types": dict(tensor_types),
+    return {"ops": {name: per_op.get(name.split(" v")[0], 0) for name in sorted(ops)},
+            "tensor_types": dict(tensor_types), "standard_metadata": standard_metadata(data, str(path)),
             **_common(runner, path)}
 
 
@@ -60,6 +61,8 @@ def render(info: dict) -> str:
     types = info.get("tensor_types") or info.get("initializer_types")
     lines.append(("tensor types: " if "tensor_types" in info else "initializer types: ")
                  + ", ".join(f"{k} x{v}" for k, v in sorted(types.items())))
+    if "standard_metadata" in info:
+        lines.append(_standard_line(info["standard_metadata"]))
     meta = info["metadata"]
     if meta is None:
         lines.append("kit metadata: none (not written by this kit's converters)")
@@ -79,6 +82,16 @@ def render(info: dict) -> str:
                      f"SQNR {drift.get('sqnr_db') or float('inf'):.1f} dB, within budget: {drift.get('within_budget')}")
         lines.append(f"versions: {', '.join(f'{k} {v}' for k, v in meta.get('versions', {}).items())}")
     return "\n".join(lines)
+
+
+def _standard_line(standard: dict | None) -> str:
+    if standard is None:
+        return "standard metadata: none (MediaPipe and the LiteRT Support Library find no labels or normalization)"
+    norm = standard["normalization"]
+    shown = (f"input (pixel - {norm['mean']}) / {norm['std']}" if norm else "input takes raw pixels")
+    files = ", ".join(f"{f}{'' if f in standard['packed'] else ' (missing from the file)'}"
+                      for f in standard["associated_files"]) or "none"
+    return f"standard metadata: {standard['name']}; {shown}; associated files: {files}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

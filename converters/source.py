@@ -14,6 +14,7 @@ from converters.reference import KerasReference, ModelIdentity
 from edge.errors import ConfigError, WeightsError, first_line
 from edge.preprocessing import PreprocessSpec
 from models.app_reference import SEED as RANDOM_SEED  # the one seed of every random model
+from models.labels import default_labels
 from models.reference import DEFAULT_CHECKPOINT, read_card
 from models.zoo import build_model, model_spec
 
@@ -61,8 +62,7 @@ def _reference(model, identity: ModelIdentity, preprocessing: PreprocessSpec, la
             "similarity against the reference")
         return KerasReference(model, replace(identity, name=f"{identity.name}_features", head=False), preprocessing,
                               [], info)
-    return KerasReference(model, identity, preprocessing, labels or [f"class_{i}" for i in range(identity.num_classes)],
-                          info)
+    return KerasReference(model, identity, preprocessing, labels or default_labels(identity.num_classes, log), info)
 
 
 def load_application(name: str, weights: str | Path | None = None, *, num_classes: int | None = None,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from calibration.representative import Prepared
-from converters import cli
+from converters import cli, tflite_metadata
 from converters.metadata import embed_tflite
 from converters.pipeline import Candidate, Job, convert as run_pipeline, log as default_log
 from converters.plan import Evaluation, Plan, Result
@@ -73,6 +73,9 @@ class TFLiteExporter:
 
     def export(self, lowered: Lowered, job: Job) -> Candidate:
         self._check_layer_names(lowered)
+        note = tflite_metadata.mediapipe_note(job.reference.preprocessing, self.options.io)
+        if note:
+            job.log(f"note: {note}")
         data = to_tflite(lowered.graph, job.plan.precision, job.plan.calibration, self.options.io)
         return Candidate(data, TFLiteFacts(self.options.io, check_ops(data, job.plan.target)))
 
@@ -108,7 +111,7 @@ class TFLiteExporter:
         return Candidate(outcome.data, facts), outcome.evaluation
 
     def embed(self, data: bytes, record: dict) -> bytes:
-        return embed_tflite(data, record)
+        return embed_tflite(data, record, tflite_metadata.from_record(record))
 
 
 def convert(reference: Reference, plan: Plan, validation: Prepared, io: str = "float32",

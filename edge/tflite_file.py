@@ -59,6 +59,13 @@ class _Reader:
         start, length = self.vector(pos)
         return [start + 4 * i + self.u32(start + 4 * i) for i in range(length)]
 
+    def floats(self, table: int, index: int) -> list[float]:
+        pos = self.field(table, index)
+        if pos is None:
+            return []
+        start, length = self.vector(pos)
+        return [round(self._unpack("<f", start + 4 * i), 6) for i in range(length)]
+
     def string(self, pos: int) -> str:
         start, length = self.vector(pos)
         if start + length > len(self.data):
@@ -117,6 +124,44 @@ def metadata_buffers(data: bytes, name: str = "model") -> dict[str, bytes]:
         if index >= len(buffers):
             raise ModelFileError(f"{name}: malformed .tflite (metadata points at buffer {index} of {len(buffers)})")
         out[reader.string(name_pos)] = reader.buffer_bytes(buffers[index])
+    return out
+
+
+STANDARD_METADATA = "TFLITE_METADATA"  # the TFLite Metadata schema's buffer (converters.tflite_metadata writes it)
+# Field indices in the TFLite Metadata schema (metadata_schema.fbs)
+_MM_NAME, _MM_SUBGRAPHS, _SG_INPUTS, _SG_OUTPUTS, _TM_UNITS, _TM_FILES = 0, 3, 2, 3, 4, 6
+_PU_OPTIONS_TYPE, _PU_OPTIONS, _NORMALIZATION = 0, 1, 1
+
+
+def standard_metadata(data: bytes, name: str = "model") -> dict | None:
+    """What MediaPipe and the LiteRT Support Library read from a .tflite file: {"name", "normalization" ({"mean",
+    "std"} or None), "associated_files" (names, with those packed in the file's zip)}, or None when there is none."""
+    import io
+    import zipfile
+
+    buffer = metadata_buffers(data, name).get(STANDARD_METADATA)
+    if buffer is None:
+        return None
+    if buffer[4:8] != b"M001":
+        raise ModelFileError(f"{name}: its TFLITE_METADATA is not TFLite Metadata (identifier {buffer[4:8]!r})")
+    reader = _Reader(buffer, f"{name} (TFLITE_METADATA)")
+    root = reader.u32(0)
+    pos = reader.field(root, _MM_NAME)
+    out = {"name": reader.string(pos) if pos is not None else None, "normalization": None, "associated_files": []}
+    for subgraph in reader.tables(root, _MM_SUBGRAPHS)[:1]:
+        for tensor in reader.tables(subgraph, _SG_INPUTS)[:1]:
+            for unit in reader.tables(tensor, _TM_UNITS):
+                kind = reader.field(unit, _PU_OPTIONS_TYPE)
+                if kind is not None and reader._unpack("<B", kind) == _NORMALIZATION:
+                    options = reader.u32(reader.field(unit, _PU_OPTIONS)) + reader.field(unit, _PU_OPTIONS)
+                    out["normalization"] = {k: reader.floats(options, i) for i, k in enumerate(("mean", "std"))}
+        for tensor in reader.tables(subgraph, _SG_OUTPUTS):
+            out["associated_files"] += [reader.string(reader.field(f, 0)) for f in reader.tables(tensor, _TM_FILES)]
+    try:
+        packed = set(zipfile.ZipFile(io.BytesIO(data)).namelist())
+    except (zipfile.BadZipFile, ValueError):
+        packed = set()
+    out["packed"] = sorted(packed)
     return out
 
 

@@ -57,9 +57,10 @@ def converted(tmp_path_factory, source, validation, calibration):
 
 
 @pytest.fixture(scope="session")
-def raw_pixel_int8(tmp_path_factory):
-    """Full int8 with uint8 I/O and the normalization inside the model (raw [0, 255] pixels in): the
-    artifact a phone app feeds camera bytes. (path, result, validation set)."""
+def raw_pixel(tmp_path_factory):
+    """Artifacts of the reference with the normalization inside the model (raw [0, 255] pixels in), converted once
+    per (precision, io): what MediaPipe Tasks runs (one mean and std for all channels). get(precision, io) ->
+    (path, result, validation set)."""
     from calibration.representative import calibration_set, validation_set
     from converters import tflite
     from converters.source import load_source
@@ -68,7 +69,23 @@ def raw_pixel_int8(tmp_path_factory):
     source = load_source(normalize_in_model=True, log=lambda message: None)
     spec = source.preprocessing
     validation = validation_set(spec)
-    out = tmp_path_factory.mktemp("raw_pixel") / "m_int8_uint8.tflite"
-    result = tflite.convert(source, plan(out, "int8", calibration=calibration_set(spec, count=64)), validation,
-                            io="uint8", log=lambda message: None)
-    return out, result, validation
+    folder = tmp_path_factory.mktemp("raw_pixel")
+    cache = {}
+
+    def get(precision, io="float32"):
+        if (precision, io) not in cache:
+            out = folder / f"m_{precision}_{io}.tflite"
+            calib = calibration_set(spec, count=64) if precision == "int8" else None
+            result = tflite.convert(source, plan(out, precision, calibration=calib), validation, io=io,
+                                    log=lambda message: None)
+            cache[precision, io] = out, result, validation
+        return cache[precision, io]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def raw_pixel_int8(raw_pixel):
+    """Full int8 with uint8 I/O and the normalization inside the model: the artifact a phone app feeds camera
+    bytes. (path, result, validation set)."""
+    return raw_pixel("int8", "uint8")

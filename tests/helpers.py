@@ -6,10 +6,15 @@ import os
 import pytest
 
 
-def require_timm() -> None:
-    """Skip without timm (it is the reference for several checks), except in CI, where it must be installed."""
-    if importlib.util.find_spec("timm") is not None:
+def require(module: str, why: str, install: str = "pip install -e '.[dev]'") -> None:
+    """Skip when `module` cannot be imported, except in CI, where `make test` installs it and its absence is a broken
+    setup, not a reason to skip."""
+    if importlib.util.find_spec(module) is not None:
         return
     if os.environ.get("CI"):
-        raise RuntimeError("timm is not installed; CI must run the timm comparisons (make test installs .[dev])")
-    pytest.skip("timm is not installed (pip install -e '.[dev]'); it is the reference for this check")
+        raise RuntimeError(f"{module} is not installed; CI must run these checks ({install}, as make test does)")
+    pytest.skip(f"{module} is not installed ({install}); it is {why}")
+
+
+def require_timm() -> None:
+    require("timm", "the reference for this check")
