@@ -14,6 +14,7 @@ import pytest
 from edge.command import invoked_as, prog, write_json
 from edge.errors import EXIT_INTERRUPTED, EXIT_USAGE, run_cli
 from regnety_kit import cli
+from tests.helpers import relu_tflite
 
 SCRIPT = Path(sys.executable).parent / "regnety-kit"
 BLOCK_TENSORFLOW = """
@@ -36,34 +37,7 @@ def _run(args, code_before: str = "", tmp_path=None):
 @pytest.fixture(scope="module")
 def tiny_tflite(tmp_path_factory) -> Path:
     """A one-op (RELU) .tflite file, written with LiteRT's schema: no TensorFlow, no conversion."""
-    import flatbuffers
-
-    from edge.tflite_file import litert_schema
-
-    s = litert_schema()
-    model = s.ModelT()
-    model.version = 3
-    code = s.OperatorCodeT()
-    code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.RELU
-    code.version = 1
-    model.operatorCodes = [code]
-    graph = s.SubGraphT()
-    graph.tensors = []
-    for i, name in enumerate((b"input", b"output")):
-        tensor = s.TensorT()
-        tensor.shape, tensor.type, tensor.buffer, tensor.name = [1, 4], s.TensorType.FLOAT32, i + 1, name
-        graph.tensors.append(tensor)
-    graph.inputs, graph.outputs = [0], [1]
-    op = s.OperatorT()
-    op.opcodeIndex, op.inputs, op.outputs = 0, [0], [1]
-    graph.operators = [op]
-    model.subgraphs = [graph]
-    model.buffers = [s.BufferT() for _ in range(3)]
-    builder = flatbuffers.Builder(256)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    path = tmp_path_factory.mktemp("tiny") / "relu.tflite"
-    path.write_bytes(bytes(builder.Output()))
-    return path
+    return relu_tflite(tmp_path_factory.mktemp("tiny") / "relu.tflite")
 
 
 @pytest.mark.parametrize("command", [[str(SCRIPT)], [sys.executable, "-m", "regnety_kit"]], ids=["script", "module"])

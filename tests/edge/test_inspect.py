@@ -17,6 +17,7 @@ from edge.errors import EXIT_USAGE, ModelFileError, run_cli
 from edge.onnx_file import DATA_TYPES, data_type_name, parse_model, read_onnx
 from edge.runtime import load
 from edge.tflite_file import METADATA_NAME
+from tests.helpers import relu_tflite
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCKED = ("tensorflow", "keras", "tf_keras", "onnx", "tf2onnx", "google.protobuf")
@@ -40,43 +41,11 @@ DEVICE_INSPECT = textwrap.dedent(f"""
 """)
 
 
-def _relu_tflite(path: Path) -> Path:
-    """A one-op (RELU) .tflite file, written with LiteRT's schema: no TensorFlow, no conversion."""
-    import flatbuffers
-
-    from edge.tflite_file import litert_schema
-
-    s = litert_schema()
-    model = s.ModelT()
-    model.version = 3
-    code = s.OperatorCodeT()
-    code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.RELU
-    code.version = 1
-    model.operatorCodes = [code]
-    graph = s.SubGraphT()
-    graph.tensors = []
-    for i, name in enumerate((b"input", b"output")):
-        tensor = s.TensorT()
-        tensor.shape, tensor.type, tensor.buffer, tensor.name = [1, 4], s.TensorType.FLOAT32, i + 1, name
-        graph.tensors.append(tensor)
-    graph.inputs, graph.outputs = [0], [1]
-    op = s.OperatorT()
-    op.opcodeIndex, op.inputs, op.outputs = 0, [0], [1]
-    graph.operators = [op]
-    model.subgraphs = [graph]
-    model.buffers = [s.BufferT() for _ in range(3)]
-    builder = flatbuffers.Builder(256)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    path.write_bytes(bytes(builder.Output()))
-    return path
-
-
 def _tiny_onnx(metadata: dict[str, str] | None = None, extra_domains: bool = False) -> bytes:
     """A small runnable ONNX classifier made with the onnx package: Conv (grouped) -> Relu -> Reshape -> Softmax,
     FLOAT and INT64 initializers. extra_domains: also a com.microsoft node and INT8 / FLOAT16 initializers (for
     the reader only; ONNX Runtime would not run it)."""
     import numpy as np
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
@@ -108,7 +77,7 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("tiny_inspect")
     onnx_path = folder / "tiny.onnx"
     onnx_path.write_bytes(_tiny_onnx({"author": "kit test"}))
-    return {"tflite": _relu_tflite(folder / "relu.tflite"), "onnx": onnx_path}
+    return {"tflite": relu_tflite(folder / "relu.tflite"), "onnx": onnx_path}
 
 
 def _as_onnx_reports(path: Path) -> dict:
