@@ -41,6 +41,12 @@ def validate(artifacts: list[Path], args: argparse.Namespace) -> list[dict]:
         if meta.get("labels") and len(meta["labels"]) != source.num_classes:
             raise ConfigError(f"{path} has {len(meta['labels'])} classes but the reference has "
                               f"{source.num_classes}; pass the matching --weights / --classes")
+        runner.check_fits((1, spec.height, spec.width, 3))
+        classes = runner.output.shape[-1] if runner.output.shape else 0
+        if not features and classes != source.num_classes:
+            raise ConfigError(f"{path} has {classes} outputs but the reference has {source.num_classes} classes; "
+                              "validate compares classifiers of the same classes (pass the matching --weights / "
+                              "--classes)")
         data = validation_set(spec, args.data, args.limit)
         if args.data:
             data.check_labels(source.labels)

@@ -68,6 +68,9 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+MAX_RESIZED_PIXELS = 64_000_000  # about 190 MB of RGB: any sane photo, resized, is far below
+
+
 def resize_and_crop(im: Image.Image, spec: PreprocessSpec) -> Image.Image:
     """Resize (and centre-crop) to the spec's (height, width), as timm's eval transform does."""
     im = to_rgb(im)
@@ -80,6 +83,9 @@ def resize_and_crop(im: Image.Image, spec: PreprocessSpec) -> Image.Image:
         new_w, new_h = short, int(short * h / w)
     else:
         new_w, new_h = int(short * w / h), short
+    if new_w * new_h > MAX_RESIZED_PIXELS:
+        raise ImageError(f"image of {w}x{h} is too elongated: its shorter side resized to {short} makes it "
+                         f"{new_w}x{new_h} pixels; crop it to a less extreme aspect ratio first")
     if (new_w, new_h) != (w, h):
         im = im.resize((new_w, new_h), resample)
     top = int(round((new_h - spec.height) / 2.0))

@@ -77,6 +77,24 @@ class Runner:
         inputs = np.asarray(inputs, np.float32)
         if inputs.ndim != 4:
             raise KitError(f"model inputs must be (N, H, W, C), got shape {inputs.shape}")
+        self.check_fits(inputs.shape)
+        try:
+            return self._run_batches(inputs)
+        except KitError:
+            raise
+        except Exception as exc:  # the runtime's own errors: RuntimeError, ValueError, ONNX Runtime's Fail, ...
+            raise ModelFileError(f"{self.path}: the runtime failed running it ({first_line(exc, 300)}); the file may "
+                                 "be damaged: convert or copy it again") from None
+
+    def check_fits(self, shape: tuple[int, ...]) -> None:
+        """KitError when images of `shape` (N, H, W, C) cannot be this model's input (another rank or size)."""
+        model = tuple(self.input.shape)
+        if len(model) != len(shape) or any(m > 0 and m != d for m, d in zip(model[1:], shape[1:])):
+            per_image = "x".join("?" if d < 0 else str(d) for d in model[1:]) or "a scalar"
+            raise KitError(f"{self.path.name} takes {per_image} per input, not {'x'.join(map(str, shape[1:]))} "
+                           "images; it is not an image model of this size")
+
+    def _run_batches(self, inputs: np.ndarray) -> np.ndarray:
         if self.kind == "onnx":
             return np.concatenate([self._run_onnx(inputs[i:i + ONNX_BATCH]) for i in range(0, len(inputs), ONNX_BATCH)])
         parts, i = [], 0
@@ -269,5 +287,10 @@ def _load_onnx(path: Path, options: RuntimeOptions) -> Runner:
         dtype = {"tensor(float)": "float32", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}.get(arg.type, arg.type)
         return TensorInfo(arg.name, tuple(d if isinstance(d, int) else -1 for d in arg.shape), dtype)
 
-    return Runner(path, "onnx", f"onnxruntime {ort.__version__} ({options.threads} threads)", info(inputs[0]),
-                  info(outputs[0]), metadata, seconds, session)
+    try:
+        described = info(inputs[0]), info(outputs[0])
+    except UnicodeDecodeError:  # ONNX Runtime's Python binding decodes names as UTF-8
+        raise ModelFileError(f"{path}: its input or output name is not UTF-8 text; the file is damaged: convert or "
+                             "copy it again") from None
+    return Runner(path, "onnx", f"onnxruntime {ort.__version__} ({options.threads} threads)", *described, metadata,
+                  seconds, session)

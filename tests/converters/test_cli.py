@@ -70,3 +70,11 @@ def test_data_folder_problems_are_one_line(tmp_path, capsys):
         code, line = _run(tflite.main, argv + ["--out", str(tmp_path / "m.tflite")], capsys)
         assert code == 2 and message in line, line
     assert not (tmp_path / "m.tflite").exists()
+
+
+def test_validate_on_a_model_that_is_not_an_image_classifier_is_one_line(tmp_path, capsys):
+    from tests.helpers import relu_tflite
+
+    path = relu_tflite(tmp_path / "relu.tflite")  # input (1, 4): no image, no kit metadata
+    code, line = _run(validate.main, [str(path), "--precision", "float32", "--limit", "2"], capsys)
+    assert code == 2 and line.startswith("error: relu.tflite takes 4 per input, not 224x224x3 images")

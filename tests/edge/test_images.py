@@ -98,3 +98,14 @@ def test_decompression_bomb_is_refused(tmp_path):
     Image.new("1", (side, side)).save(tmp_path / "bomb.png")  # tiny file, huge image
     with pytest.raises(ImageError, match="bomb.png.*limit"):
         load_image(tmp_path / "bomb.png")
+
+
+def test_an_extreme_aspect_ratio_is_refused_before_resizing(tmp_path):
+    """1x100000 pixels is under the decompression limit, but its shorter side resized to 256 would be 25.6 G
+    pixels: refused in one line before any resize."""
+    from edge.images import resize_and_crop
+    from edge.preprocessing import PreprocessSpec
+
+    Image.new("RGB", (1, 100_000)).save(tmp_path / "line.png")
+    with pytest.raises(ImageError, match="image of 1x100000 is too elongated"):
+        resize_and_crop(load_image(tmp_path / "line.png"), PreprocessSpec())

@@ -133,3 +133,20 @@ def test_an_interrupted_write_leaves_nothing_behind(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         atomic_write(tmp_path / "m.tflite", b"data")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_inputs_of_another_shape_and_runtime_failures_are_one_line(tiny_tflite, monkeypatch):
+    from edge.errors import KitError
+
+    runner = load(tiny_tflite[0])
+    with pytest.raises(KitError, match=r"tiny\.tflite takes 8x8x3 per input, not 4x4x3 images"):
+        runner.run(np.zeros((1, 4, 4, 3), np.float32))
+
+    def fail():
+        raise RuntimeError("Input tensor 0 lacks data\nmore native detail")
+
+    monkeypatch.setattr(runner._session, "invoke", fail)
+    with pytest.raises(ModelFileError, match=r"the runtime failed running it \(Input tensor 0 lacks data\); the file "
+                                             "may be damaged") as exc:
+        runner.run(np.zeros((1, 8, 8, 3), np.float32))
+    assert "\n" not in str(exc.value)
