@@ -41,11 +41,9 @@ class Frontend:
 
 def run(frontend: Frontend, argv: Sequence[str] | None = None) -> int:
     """Parse, check every option before loading anything, convert, print the one-line summary."""
-    from calibration.representative import calibration_set, check_sizes, validation_set
-    from converters.pipeline import convert
-    from converters.plan import Plan
+    from calibration.representative import check_sizes
     from converters.targets import choose_lowering, get_target
-    from edge.atomic import ensure_writable
+    from edge.atomic import output_place
     from edge.command import add_json_argument, emit, parser_for
 
     parser = parser_for(frontend.module, description=frontend.description)
@@ -63,19 +61,28 @@ def run(frontend: Frontend, argv: Sequence[str] | None = None) -> int:
         raise ConfigError(f"--out must end in .{frontend.format}, got {args.out}")
     reference = source_from(args)
     out = args.out or default_out(reference.name, precision, lowering, frontend.format, suffix)
-    ensure_writable(out)
+    with output_place(out, log=log):
+        result = _convert(args, reference, Path(out), precision, target, lowering, exporter)
+    emit(summary(result), {"path": str(result.path), "size_bytes": result.size_bytes,
+                           "within_budget": not result.violations, "violations": result.violations,
+                           "metadata": result.metadata}, args.json)
+    return 0
+
+
+def _convert(args: argparse.Namespace, reference, out: Path, precision: str, target, lowering: str, exporter):
+    from calibration.representative import calibration_set, validation_set
+    from converters.pipeline import convert
+    from converters.plan import Plan
+
     spec = reference.preprocessing
     calibration = calibration_set(spec, args.calib, args.calib_size, args.seed) if precision == "int8" else None
     validation = validation_set(spec, args.data, args.val_size)
     if args.data:  # the bundled crops are labelled for the reference checkpoint only
         validation.check_labels(reference.labels)
     budget = budget_from(args, precision, features=reference.output_kind == "features")
-    plan = Plan(Path(out), precision, target, lowering, budget, args.allow_drift, calibration)
-    result = convert(reference, plan, validation, exporter, log=log)
-    emit(summary(result), {"path": str(result.path), "size_bytes": result.size_bytes,
-                           "within_budget": not result.violations, "violations": result.violations,
-                           "metadata": result.metadata}, args.json)
-    return 0
+    plan = Plan(out, precision, target, lowering, budget, args.allow_drift, calibration)
+    return convert(reference, plan, validation, exporter, log=log)
+
 
 ARTIFACTS_DIR = Path("artifacts")
 

@@ -5,9 +5,11 @@ A failed or interrupted run leaves the previous file or none, never half of one.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from edge.errors import KitError
@@ -57,3 +59,36 @@ def ensure_writable(path: str | Path) -> Path:
     os.close(fd)
     os.unlink(tmp)
     return path
+
+
+def leftovers(path: Path) -> list[Path]:
+    """Files an interrupted (killed) run writing `path` can leave beside it: atomic_write's temporary files of the
+    artifact and its reports, the pipeline's candidate and its temporary file, ensure_writable's probe."""
+    folder, name = path.parent, path.name
+    candidate = f".{path.stem}.candidate{path.suffix}"
+    patterns = [f".{name}.*.tmp", f".{name}.json.*.tmp", f".{name}.md.*.tmp", f".{name}.*.probe", candidate,
+                f".{candidate}.*.tmp"]
+    return sorted({p for pattern in patterns for p in folder.glob(pattern) if p.is_file()})
+
+
+@contextlib.contextmanager
+def output_place(path: str | Path, log: Callable[[str], None] = print) -> Iterator[Path]:
+    """The place a command writes `path`: checked writable before the work (ensure_writable), cleared of what an
+    earlier killed run left there (said in one line), and, when the work fails, without the folders it created
+    for it (if they are still empty)."""
+    path = Path(path)
+    created = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
+    ensure_writable(path)
+    stale = leftovers(path)
+    for old in stale:
+        old.unlink(missing_ok=True)
+    if stale:
+        log(f"removed {len(stale)} file(s) an interrupted run left beside {path.name}: "
+            f"{', '.join(p.name for p in stale)}")
+    try:
+        yield path
+    except BaseException:
+        for folder in created:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty
+        raise

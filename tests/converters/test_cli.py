@@ -67,9 +67,26 @@ def test_data_folder_problems_are_one_line(tmp_path, capsys):
         (["--data", str(tmp_path / "junk")], "none of its 1 image files could be decoded"),
     ]
     for argv, message in cases:
-        code, line = _run(tflite.main, argv + ["--out", str(tmp_path / "m.tflite")], capsys)
+        code, line = _run(tflite.main, argv + ["--out", str(tmp_path / "new" / "sub" / "m.tflite")], capsys)
         assert code == 2 and message in line, line
-    assert not (tmp_path / "m.tflite").exists()
+        assert not (tmp_path / "new").exists()  # a failed run leaves no folder it made
+
+
+def test_leftovers_of_a_killed_run_are_removed_and_said(tmp_path):
+    from edge.atomic import leftovers, output_place
+
+    out = tmp_path / "m.tflite"
+    left = [tmp_path / n for n in (".m.tflite.a1b2.tmp", ".m.tflite.json.c3d4.tmp", ".m.candidate.tflite",
+                                   "..m.candidate.tflite.e5f6.tmp")]
+    kept = [tmp_path / n for n in ("m.tflite", ".n.tflite.a1b2.tmp", "other.tmp")]
+    for path in left + kept:
+        path.write_bytes(b"x")
+    assert leftovers(out) == sorted(left)
+    said = []
+    with output_place(out, log=said.append):
+        pass
+    assert all(not p.exists() for p in left) and all(p.exists() for p in kept)
+    assert len(said) == 1 and said[0].startswith("removed 4 file(s) an interrupted run left beside m.tflite")
 
 
 def test_validate_on_a_model_that_is_not_an_image_classifier_is_one_line(tmp_path, capsys):
