@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test benchmark install install-dev java-deps clean
+.PHONY: demo test benchmark install install-dev java-deps armnn-deps clean
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
@@ -34,7 +34,7 @@ demo: $(VENV)/.kit-installed
 	$(PY) -m edge.classify calibration/samples --model artifacts/regnety_200mf_int8.tflite --top 3
 	$(PY) -m edge.android --model artifacts/regnety_200mf_int8.tflite
 
-test: $(VENV)/.dev-installed java-deps
+test: $(VENV)/.dev-installed java-deps armnn-deps
 	$(PY) -m pytest
 
 # The Android app's pure-Java core is compiled and JUnit-tested inside `make test` (tests/android):
@@ -48,6 +48,19 @@ java-deps:
 	  $$sudo apt-get install -y -q default-jdk-headless junit4 >/dev/null 2>&1 \
 	    || { $$sudo apt-get update -q >/dev/null 2>&1 && $$sudo apt-get install -y -q default-jdk-headless junit4 >/dev/null 2>&1; } \
 	    || echo "warning: could not install them; the Android core's tests will be skipped here (CI fails them)"; \
+	fi
+
+# The portable target's files are run on Arm NN inside `make test` (tests/edge/test_armnn.py): Debian's pyarmnn for
+# /usr/bin/python3, its TfLite parser and reference CPU backend, installed when missing.
+ARMNN_PACKAGES := python3-pyarmnn libarmnn-cpuref-backend22 libarmnntfliteparser22
+armnn-deps:
+	@if ! dpkg -s $(ARMNN_PACKAGES) >/dev/null 2>&1; then \
+	  echo "installing Arm NN for the portable target's tests: apt-get install $(ARMNN_PACKAGES)"; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$sudo apt-get install -y -q $(ARMNN_PACKAGES) >/dev/null 2>&1 \
+	    || { $$sudo apt-get update -q >/dev/null 2>&1 && $$sudo apt-get install -y -q $(ARMNN_PACKAGES) >/dev/null 2>&1; } \
+	    || echo "warning: could not install them; the Arm NN tests will be skipped here (CI fails them)"; \
 	fi
 
 # Speed tables (benchmarks/README.md): convert every artifact of 200mf and 800mf, time them side by side.

@@ -25,7 +25,7 @@ import numpy as np
 from calibration.drift import measure
 from calibration.representative import Prepared
 from converters.plan import Evaluation, Plan, Result
-from converters.reference import Lowered, Reference
+from converters.reference import Lowered, Reference, with_dense_as_conv
 from converters.report import drift_table, markdown_report, metadata_record
 from edge.atomic import atomic_write
 from edge.errors import DriftError
@@ -50,6 +50,7 @@ class Facts(Protocol):
 class Candidate:
     data: bytes
     facts: Facts
+    lowered: Lowered | None = None  # the graph converted, when the exporter rewrote the one it was given
 
 
 @dataclass
@@ -100,7 +101,7 @@ class Exporter(Protocol):
 def convert(reference: Reference, plan: Plan, validation: Prepared, exporter: Exporter, log=log) -> Result:
     """Lower, export, evaluate, refine, then write the artifact with its metadata and reports (see the module)."""
     taps = plan.target.max_depthwise_taps
-    lowered = reference.lowered(plan.lowering, taps)
+    lowered = lower(reference, plan)
     if lowered.depthwise_bands:
         log(f"{len(lowered.depthwise_bands)} depthwise convs of more than {taps} taps split in bands of kernel rows "
             f"(XNNPACK runs larger kernels on a slow path; --target portable keeps them whole)")
@@ -111,6 +112,13 @@ def convert(reference: Reference, plan: Plan, validation: Prepared, exporter: Ex
     candidate, evaluation = exporter.refine(lowered, candidate, evaluation, job)
     bands = {"max_taps": taps, "layers": lowered.depthwise_bands} if lowered.depthwise_bands else None
     return write(job, candidate, evaluation, candidate.facts.record(bands), exporter.embed)
+
+
+def lower(reference: Reference, plan: Plan) -> Lowered:
+    """The reference's graph as the plan's target needs it: grouped convs in the plan's lowering, depthwise convs of
+    more taps than the target runs fast in bands, Dense layers as 1x1 convs where the target asks."""
+    lowered = reference.lowered(plan.lowering, plan.target.max_depthwise_taps)
+    return with_dense_as_conv(lowered) if plan.target.dense_as_conv else lowered
 
 
 def write(job: Job, candidate: Candidate, evaluation: Evaluation, facts: dict, embed) -> Result:

@@ -14,7 +14,7 @@ function is one too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -77,6 +77,17 @@ class Lowered:
     graph: Graph
     depthwise_bands: list[str] = field(default_factory=list)  # depthwise convs split in row bands
     grouped_convs: int = 0      # grouped convs left as they are (the native lowering), when the graph shows them
+
+
+def with_dense_as_conv(lowered: Lowered) -> Lowered:
+    """`lowered` with its Dense layers written as 1x1 convs (converters.rewrite.dense_as_conv), for targets whose
+    runtimes cannot take a per-channel int8 FULLY_CONNECTED (converters.targets). Only a Keras graph is rewritten; a
+    SavedModel's serving function is converted as it is (it converts only for targets that keep the graph as it is)."""
+    from converters.rewrite import dense_as_conv
+
+    if not isinstance(lowered.graph, KerasGraph):
+        return lowered
+    return replace(lowered, graph=KerasGraph(dense_as_conv(lowered.graph.model)))
 
 
 @dataclass

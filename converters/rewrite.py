@@ -1,5 +1,5 @@
 """One rewrite engine for Keras graphs, and the rules it applies: exact lowerings of grouped convolutions,
-depthwise row bands, and the forms tf2onnx can trace.
+depthwise row bands, Dense layers as 1x1 convs, and the forms tf2onnx can trace.
 
 The engine: `rewrite(model, rules, name)` clones a functional model, replacing each layer that a `Rule` matches by
 the layers its rewrite builds (weights and all). Every rule below is exact in float.
@@ -7,7 +7,8 @@ the layers its rewrite builds (weights and all). Every rule below is exact in fl
 Grouped-conv lowerings, each registered once with its inverse (`LOWERINGS`, `restore_grouped_weights`):
 
 - ``native``:    left as it is (TFLite CONV_2D op version 6, ONNX Conv with ``group``);
-- ``split``:     split the input channels into G parts, one plain conv per part, concatenate;
+- ``split``:     split the input channels into G parts, one plain conv per part, concatenate (axis 3, and a padded
+                 conv's PAD moved after the split, one per part: the form Arm NN runs too, docs/lowering.md);
 - ``depthwise``: a DepthwiseConv2D, when every group has one input channel (group width 1);
 - ``dense``:     one plain conv whose kernel is block-diagonal (G times the MACs, runs everywhere).
 
@@ -18,6 +19,8 @@ grouped one (Keras 3's ConvNeXt writes its 7x7 convs so); every lowering writes 
 Depthwise row bands (`split_depthwise_taps`): XNNPACK runs depthwise kernels of more than 25 taps on a slow path
 (docs/lowering.md), so such a conv becomes bands of kernel rows, each a small depthwise conv on a slice of the padded
 input, summed: the same multiply-adds, exact in float (int8 rounds each band's sum once more).
+
+Dense layers as 1x1 convs (`dense_as_conv`), for the targets whose runtimes take no per-channel int8 FULLY_CONNECTED.
 
 Trace rules (`TRACE_RULES`, `traceable`): grouped convs, Normalization and exact GELU as plain graph ops for tf2onnx.
 """
@@ -279,14 +282,35 @@ register_lowering("native", "left as it is (TFLite CONV_2D op version 6, ONNX Co
                   _restore_reshaped)(None)
 
 
+def _zero_padded(x):
+    """(the input, the padding) of the channels-last ZeroPadding2D that made x, or (x, None). Reads Keras's own record
+    of the op that made a tensor; should that record change, the split form keeps its PAD before the SPLIT (still
+    exact; tests/converters/test_rewrite.py notices)."""
+    from keras import layers
+
+    history = getattr(x, "_keras_history", None)
+    producer = getattr(history, "operation", None)
+    if isinstance(producer, layers.ZeroPadding2D) and producer.data_format == "channels_last":
+        return producer._inbound_nodes[history.node_index].input_tensors[0], producer.padding
+    return x, None
+
+
 @register_lowering("split", "split the input channels in G parts, one plain conv each, concatenate", _restore_split)
 def _split(layer, x):
+    """SPLIT on the channel axis written as a positive index (3, not -1), and a grouped conv's explicit zero padding
+    moved after the split, one PAD right before each group's conv: Arm NN's TfLiteParser reads the axis as unsigned
+    and crashes on -1, and it pads int8 tensors with 0 instead of the zero point unless it folds the PAD into the conv
+    it feeds (docs/lowering.md). Both are exact: channels split the same at either index, and padding commutes with
+    the split."""
     from keras import layers, ops
 
     kernel, bias = _kernel_and_bias(layer)
     out_per_group = kernel.shape[-1] // layer.groups
+    source, padding = _zero_padded(x)
     outputs = []
-    for i, part in enumerate(ops.split(x, layer.groups, axis=-1)):
+    for i, part in enumerate(ops.split(source, layer.groups, axis=len(source.shape) - 1)):
+        if padding is not None:
+            part = layers.ZeroPadding2D(padding, name=f"{layer.name}_g{i}_pad")(part)
         cols = slice(i * out_per_group, (i + 1) * out_per_group)
         conv = _conv_like(layer, out_per_group, f"{layer.name}_g{i}")
         outputs.append(_apply(conv, part, kernel[..., cols], None if bias is None else bias[cols]))
@@ -322,6 +346,51 @@ def _dense(layer, x):
     kernel, bias = _kernel_and_bias(layer)
     conv = _conv_like(layer, layer.filters, layer.name)
     return _apply(conv, x, block_diagonal_kernel(kernel, layer.groups), bias)
+
+
+# --- Dense layers as 1x1 convs ----------------------------------------------------------------------------------
+# TensorFlow's converter quantizes a full-int8 FULLY_CONNECTED per output channel; Arm NN 20.08 aborts on that
+# ("GetBiasTypeFromWeightsType(): Unsupported data type") and NNAPI defines per-channel weights for its convs only.
+# A 1x1 CONV_2D computes the same products and is quantized per channel the way every runtime that runs convs takes.
+
+def _is_dense(layer) -> bool:
+    from keras import layers
+
+    if type(layer) is not layers.Dense:
+        return False
+    try:
+        return len(layer.input.shape) in (2, 4)
+    except (AttributeError, ValueError):  # called more than once: no single input
+        return False
+
+
+def _dense_as_conv(layer, x):
+    """(N, C) -> reshape (N, 1, 1, C) -> 1x1 conv -> reshape (N, units); a (N, H, W, C) input needs no reshape."""
+    from keras import layers
+
+    from converters.trace_layers import FixedReshape
+
+    kernel, bias = _kernel_and_bias(layer)  # kernel (C, units)
+    flat = len(x.shape) == 2
+    if flat:
+        x = FixedReshape((1, 1, kernel.shape[0]), name=f"{layer.name}_as_map")(x)
+    conv = layers.Conv2D(layer.units, 1, activation=layer.activation, use_bias=layer.use_bias, name=layer.name)
+    y = _apply(conv, x, kernel[None, None], bias)
+    return FixedReshape((layer.units,), name=f"{layer.name}_flat")(y) if flat else y
+
+
+def dense_layers(model) -> list[str]:
+    """Names of the Dense layers `dense_as_conv` rewrites."""
+    return [layer.name for layer in model.layers if _is_dense(layer)]
+
+
+def dense_as_conv(model):
+    """A new model computing the same function with every Dense layer (on a (N, C) or (N, H, W, C) input) written as
+    a 1x1 Conv2D of the same name (see above). Nothing to rewrite: the model itself. The model keeps its name: TFLite
+    writes it into every tensor name, some of which list dozens of ops, so a longer one grows the file (4% in int8)."""
+    if not dense_layers(model):
+        return model
+    return rewrite(model, [Rule("Dense -> 1x1 conv", _is_dense, _dense_as_conv)], model.name)
 
 
 # --- tracing for tf2onnx ------------------------------------------------------------------------------------------

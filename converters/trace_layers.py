@@ -1,4 +1,5 @@
-"""Keras layers that trace to plain TensorFlow ops tf2onnx converts (used by converters.rewrite.TRACE_RULES)."""
+"""Keras layers that trace to plain TensorFlow ops a converter takes as they are (used by converters.rewrite: TRACE_RULES
+for tf2onnx, and dense_as_conv)."""
 
 from __future__ import annotations
 
@@ -32,3 +33,22 @@ class ErfGelu(keras.layers.Layer):
 
     def call(self, x):
         return 0.5 * x * (1.0 + tf.math.erf(x * 0.7071067811865476))
+
+
+class FixedReshape(keras.layers.Layer):
+    """Reshape to (batch, *target_shape) through one constant shape (-1, *target_shape). Keras's Reshape reads the
+    batch size at run time, which TFLite writes as SHAPE, STRIDED_SLICE and PACK feeding the RESHAPE (ops Arm NN 20.08
+    cannot parse); a constant shape is one RESHAPE."""
+
+    def __init__(self, target_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.target_shape = tuple(int(d) for d in target_shape)
+
+    def call(self, x):
+        return tf.reshape(x, (-1, *self.target_shape))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.target_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "target_shape": list(self.target_shape)}

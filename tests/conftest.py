@@ -89,3 +89,24 @@ def raw_pixel_int8(raw_pixel):
     """Full int8 with uint8 I/O and the normalization inside the model: the artifact a phone app feeds camera
     bytes. (path, result, validation set)."""
     return raw_pixel("int8", "uint8")
+
+
+@pytest.fixture(scope="session")
+def portable(tmp_path_factory, source, validation, calibration):
+    """Artifacts of the reference for --target portable (the form nnapi and edgetpu write too: split grouped convs,
+    Dense as 1x1 convs), converted once per precision: get(precision) -> (path, result)."""
+    from converters import tflite
+    from tests.artifacts import plan
+
+    folder = tmp_path_factory.mktemp("portable")
+    cache = {}
+
+    def get(precision):
+        if precision not in cache:
+            out = folder / f"m_{precision}_portable.tflite"
+            calib = calibration if precision == "int8" else None
+            p = plan(out, precision, "portable", calib)
+            cache[precision] = out, tflite.convert(source, p, validation, log=lambda message: None)
+        return cache[precision]
+
+    return get

@@ -98,9 +98,8 @@ def test_over_budget_exits_1_from_the_command_line(tmp_path, capsys):
     assert not out.parent.exists() or _files(out.parent) == []
 
 
-def test_portable_target_lowers_grouped_convs_exactly(tmp_path, converted, source, validation):
-    out = tmp_path / "portable.tflite"
-    result = tflite.convert(source, _plan(out, "float32", target="portable"), validation, log=lambda m: None)
+def test_portable_target_lowers_grouped_convs_exactly(converted, portable):
+    out, result = portable("float32")  # shared with tests/edge/test_armnn.py
     assert result.violations == []
     codes = operator_codes(out.read_bytes())
     assert [v for code, _, v in codes if code == CONV_2D] and all(v < 6 for code, _, v in codes if code == CONV_2D)

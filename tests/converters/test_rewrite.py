@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from keras import layers
 
-from converters.rewrite import (LOWERINGS, block_diagonal_kernel, grouped_convs, large_depthwise_convs,
-                               lower_grouped_convs, restore_grouped_weights, split_depthwise_taps)
+from converters.rewrite import (LOWERINGS, block_diagonal_kernel, dense_as_conv, dense_layers, grouped_convs,
+                               large_depthwise_convs, lower_grouped_convs, restore_grouped_weights,
+                               split_depthwise_taps)
 from edge.errors import ConfigError
 from models.zoo import build_model, model_spec
 
@@ -86,6 +87,40 @@ def test_layer_level_every_lowering(lowering, group_width, stride, padding):
     assert ("DepthwiseConv2D" in kinds) == (group_width == 1)
     assert has_grouped(lowered) == (lowering == "native" and group_width == 2)
     assert ("Concatenate" in kinds) == (lowering == "split" and group_width == 2)
+
+
+def test_split_pads_each_group_right_before_its_conv():
+    """A grouped conv's explicit zero padding moves after the split, one per group (docs/lowering.md, Arm NN); a
+    padded tensor that something else reads keeps its padding layer for that reader."""
+    inputs = keras.Input((8, 8, 6))
+    padded = layers.ZeroPadding2D(((1, 1), (0, 1)), name="pad")(inputs)
+    conv = layers.Conv2D(6, 3, strides=2, groups=3, name="gconv")(padded)
+    model = randomized(keras.Model(inputs, conv))
+    shared = randomized(keras.Model(inputs, [conv, layers.Conv2D(2, 3, name="other")(padded)]))
+    x = np.random.default_rng(4).standard_normal((2, 8, 8, 6)).astype(np.float32)
+    for m, keeps_pad in ((model, False), (shared, True)):
+        lowered = lower_grouped_convs(m, "split")
+        names = [l.name for l in lowered.layers]
+        assert [n for n in names if n.startswith("gconv_g") and n.endswith("_pad")] == [f"gconv_g{i}_pad" for i in range(3)]
+        assert ("pad" in names) == keeps_pad
+        got, want = lowered.predict(x, verbose=0), m.predict(x, verbose=0)
+        for a, b in zip(got if keeps_pad else [got], want if keeps_pad else [want]):
+            assert max_rel_error(a, b) <= RTOL
+
+
+def test_dense_layers_as_1x1_convs_compute_the_same():
+    inputs = keras.Input((6, 6, 5))
+    y = layers.Dense(7, activation="relu", name="pointwise")(inputs)  # on a feature map: a 1x1 conv as it is
+    y = layers.GlobalAveragePooling2D()(y)
+    y = layers.Dense(3, name="head")(y)                               # on (N, C): reshaped around the conv
+    model = randomized(keras.Model(inputs, y))
+    assert dense_layers(model) == ["pointwise", "head"]
+    rewritten = dense_as_conv(model)
+    assert dense_layers(rewritten) == [] and rewritten.count_params() == model.count_params()
+    assert {type(rewritten.get_layer(n)).__name__ for n in ("pointwise", "head")} == {"Conv2D"}
+    x = np.random.default_rng(5).standard_normal((3, 6, 6, 5)).astype(np.float32)
+    assert max_rel_error(rewritten.predict(x, verbose=0), model.predict(x, verbose=0)) <= RTOL
+    assert dense_as_conv(rewritten) is rewritten
 
 
 @pytest.mark.parametrize("kernel, stride, padding, size", [
