@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 
 from calibration.representative import Prepared
 from converters import cli
+from converters.int8_calibration import (ONNX_DEFAULT, ONNX_METHODS, PERCENTILE, check_method, equalized_lowered,
+                                         uses_percentile)
 from converters.metadata import embed_onnx
 from converters.onnx_export import DEFAULT_OPSET, grouped_conv_nodes, to_onnx
 from converters.onnx_quantize import ACTIVATIONS, KernelCheck, kernel_check, quantize_int8
@@ -31,8 +33,10 @@ class OnnxOptions:
     opset: int = DEFAULT_OPSET
     activations: str = "int8"       # int8 activation type: int8 (S8S8) or uint8 (U8S8)
     reduce_range: bool = False      # 7-bit weights for x86 int8 kernels without VNNI
+    calibration: str = ONNX_DEFAULT  # int8 calibration method (converters.int8_calibration)
 
     def check(self, precision: str) -> None:
+        check_method(self.calibration, ONNX_METHODS, ONNX_DEFAULT, precision, FORMAT)
         if self.opset not in OPSETS:
             raise ConfigError(f"--opset must be between {OPSETS.start} and {OPSETS.stop - 1} (tf2onnx and ONNX Runtime "
                               f"both support those), got {self.opset}")
@@ -52,6 +56,7 @@ class OnnxFacts:
     activations: str | None = None      # int8 only, like the two below
     reduce_range: bool | None = None
     int8_kernels: KernelCheck | None = None
+    calibration: dict | None = None     # the calibration method asked for and used
 
     def record(self, bands: dict | None = None) -> dict:
         """The metadata entries (in the order the reports have always listed them)."""
@@ -59,6 +64,8 @@ class OnnxFacts:
         if self.int8_kernels is not None:
             record.update(activations=self.activations, reduce_range=self.reduce_range,
                           int8_kernels=asdict(self.int8_kernels))
+            if self.calibration is not None:
+                record["calibration_method"] = self.calibration
         return record | {"format": FORMAT, "opset": self.opset, "grouped_conv_nodes": self.grouped_conv_nodes,
                          "ops": self.ops}
 
@@ -77,6 +84,9 @@ class OnnxExporter:
                 f"convs: {job.plan.lowering})")
 
     def export(self, lowered: Lowered, job: Job) -> Candidate:
+        calibration = None
+        if job.plan.precision == "int8":
+            lowered, calibration = equalized_lowered(lowered, job, self.options.calibration, ONNX_DEFAULT)
         proto = to_onnx(lowered.graph, self.options.opset, job.reference.output_kind)
         grouped = grouped_conv_nodes(proto)
         if job.plan.lowering == "native" and grouped == 0 and lowered.grouped_convs:
@@ -84,9 +94,11 @@ class OnnxExporter:
                                   "natively")
         facts = OnnxFacts(self.options.opset, grouped, [])
         if job.plan.precision == "int8":
+            percentile = PERCENTILE if uses_percentile(calibration) else None
             proto = quantize_int8(proto, job.plan.calibration, self.options.activations,
-                                  reduce_range=self.options.reduce_range)
+                                  reduce_range=self.options.reduce_range, percentile=percentile)
             facts.activations, facts.reduce_range = self.options.activations, self.options.reduce_range
+            facts.calibration = calibration.to_dict()
         facts.ops = sorted({n.op_type for n in proto.graph.node})
         return Candidate(proto.SerializeToString(), facts)
 
@@ -110,9 +122,10 @@ class OnnxExporter:
 
 
 def convert(reference: Reference, plan: Plan, validation: Prepared, opset: int = DEFAULT_OPSET,
-            activations: str = "int8", reduce_range: bool = False, log=default_log) -> Result:
+            activations: str = "int8", reduce_range: bool = False, calibration: str = ONNX_DEFAULT,
+            log=default_log) -> Result:
     """Export, check and validate one ONNX artifact, and write it when within budget (converters.pipeline)."""
-    options = OnnxOptions(opset, activations, reduce_range)
+    options = OnnxOptions(opset, activations, reduce_range, calibration)
     options.check(plan.precision)
     return run_pipeline(reference, plan, validation, OnnxExporter(options), log=log)
 
@@ -127,12 +140,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--activations", choices=ACTIVATIONS, default="int8",
                         help="with --int8: activation type. int8 (default) is the more accurate, uint8 can be faster "
                              "on x86 CPUs without VNNI (docs/drift.md)")
+    parser.add_argument("--calibration", default=ONNX_DEFAULT, choices=ONNX_METHODS,
+                        help="with --int8: how activations are calibrated. minmax: ONNX Runtime's min/max; "
+                             f"percentile: its {PERCENTILE}th percentile; equalize: cross-layer equalization of the "
+                             "float model first (exact in float); bias: bias correction of the int8 weights; joined "
+                             "with + to combine "
+                             f"(default {ONNX_DEFAULT}; measured in docs/drift.md)")
 
 
 def exporter_from(args: argparse.Namespace) -> tuple[str, OnnxExporter, str]:
     """(precision, exporter, file-name suffix) from the parsed arguments, checked before anything is loaded."""
     precision = "int8" if args.int8 else "float32"
-    options = OnnxOptions(args.opset, args.activations, args.reduce_range)
+    options = OnnxOptions(args.opset, args.activations, args.reduce_range, args.calibration)
     options.check(precision)
     return precision, OnnxExporter(options), ""
 

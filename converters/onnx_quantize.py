@@ -28,19 +28,27 @@ CALIBRATION_WINDOW = 4
 
 
 def quantize_int8(proto, calibration: Prepared, activations: str = "int8", window: int | None = CALIBRATION_WINDOW,
-                  reduce_range: bool = False):
+                  reduce_range: bool = False, percentile: float | None = None):
     """ONNX Runtime static quantization: QDQ, per-channel int8 weights, int8 (S8S8) or uint8 (U8S8) activations.
 
     int8 activations are the more accurate, uint8 ones can be faster on x86 without VNNI (measured:
     docs/drift.md). `window`: at most
     this many images calibrated between foldings of the ranges (None: all at once). `reduce_range`: 7-bit
-    weights, so that x86 int8 kernels without VNNI cannot saturate (see `kernel_check`)."""
+    weights, so that x86 int8 kernels without VNNI cannot saturate (see `kernel_check`). `percentile`: ONNX
+    Runtime's percentile calibrator at that percentile instead of min/max (converters.int8_calibration)."""
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     count = len(calibration.inputs)
     stride = max(d for d in range(1, min(window, count) + 1) if count % d == 0) if window else None
+    # The window bounds memory for the percentile calibrator too: ONNX Runtime folds each window's histograms into
+    # the running ones ("CalibStridedMinMax" is only the name of its windowing option).
+    extra = {"CalibStridedMinMax": stride} if stride else {}
+    method = CalibrationMethod.MinMax if percentile is None else CalibrationMethod.Percentile
+    if percentile is not None:
+        extra["CalibPercentile"] = percentile
 
     class Reader(CalibrationDataReader):
         def __init__(self, progress) -> None:
@@ -70,8 +78,8 @@ def quantize_int8(proto, calibration: Prepared, activations: str = "int8", windo
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
             quantize_static(str(pre), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QInt8 if activations == "int8" else QuantType.QUInt8,
-                            weight_type=QuantType.QInt8, reduce_range=reduce_range,
-                            extra_options={"CalibStridedMinMax": stride} if stride else {})
+                            weight_type=QuantType.QInt8, reduce_range=reduce_range, calibrate_method=method,
+                            extra_options=extra)
         except Exception as exc:
             raise ConversionError(f"ONNX Runtime quantization failed: {first_line(exc)} "
                                   f"[{tail(captured())}]") from None

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from calibration.representative import Prepared
 from converters import cli, tflite_metadata
+from converters.int8_calibration import TFLITE_DEFAULT, TFLITE_METHODS, check_method, equalized_lowered
 from converters.metadata import embed_tflite
 from converters.pipeline import Candidate, Job, convert as run_pipeline, log as default_log
 from converters.plan import Evaluation, Plan, Result
@@ -29,8 +30,10 @@ FORMAT = "tflite"
 class TFLiteOptions:
     io: str = "float32"                      # input/output type of a full-int8 file
     keep_float: tuple[str, ...] = ()         # layers to keep in float (full int8 only), or ("auto",)
+    calibration: str = TFLITE_DEFAULT        # full int8 calibration method (converters.int8_calibration)
 
     def check(self, precision: str) -> None:
+        check_method(self.calibration, TFLITE_METHODS, TFLITE_DEFAULT, precision, FORMAT)
         if self.io not in IO_TYPES:
             raise ConfigError(f"unknown --io {self.io!r}; valid: {', '.join(IO_TYPES)}")
         if self.io != "float32" and precision != "int8":
@@ -45,11 +48,14 @@ class TFLiteFacts:
     ops: list[str]
     keep_float: dict | None = None
     worst_layers: list | None = None
+    calibration: dict | None = None          # full int8: the calibration method asked for and used
 
     def record(self, bands: dict | None = None) -> dict:
         """The metadata entries (in the order the reports have always listed them)."""
         record = {"io_type": self.io_type, **({"depthwise_bands": bands} if bands else {}), "format": FORMAT,
                   "ops": self.ops}
+        if self.calibration is not None:
+            record["calibration_method"] = self.calibration
         if self.keep_float is not None:
             record["keep_float"] = self.keep_float
         if self.worst_layers is not None:
@@ -76,8 +82,13 @@ class TFLiteExporter:
         note = tflite_metadata.mediapipe_note(job.reference.preprocessing, self.options.io)
         if note:
             job.log(f"note: {note}")
+        record = None
+        if job.plan.precision == "int8":
+            lowered, calibration = equalized_lowered(lowered, job, self.options.calibration, TFLITE_DEFAULT)
+            record = calibration.to_dict()
         data = to_tflite(lowered.graph, job.plan.precision, job.plan.calibration, self.options.io)
-        return Candidate(data, TFLiteFacts(self.options.io, check_ops(data, job.plan.target)))
+        return Candidate(data, TFLiteFacts(self.options.io, check_ops(data, job.plan.target), calibration=record),
+                         lowered)
 
     def evaluate(self, candidate: Candidate, job: Job) -> Evaluation:
         return job.evaluate(candidate.data)
@@ -106,22 +117,23 @@ class TFLiteExporter:
 
         from converters.selective import keep_float
 
-        outcome = keep_float(lowered.graph, job, candidate.data, evaluation, keep)
+        outcome = keep_float((candidate.lowered or lowered).graph, job, candidate.data, evaluation, keep)
         facts = replace(candidate.facts, keep_float=outcome.keep_float, worst_layers=outcome.worst_layers)
-        return Candidate(outcome.data, facts), outcome.evaluation
+        return Candidate(outcome.data, facts, candidate.lowered), outcome.evaluation
 
     def embed(self, data: bytes, record: dict) -> bytes:
         return embed_tflite(data, record, tflite_metadata.from_record(record))
 
 
 def convert(reference: Reference, plan: Plan, validation: Prepared, io: str = "float32",
-            keep_float: Sequence[str] | None = None, log=default_log) -> Result:
+            keep_float: Sequence[str] | None = None, calibration: str = TFLITE_DEFAULT, log=default_log) -> Result:
     """Lower, convert, check and validate one TFLite artifact, and write it when within budget (converters.pipeline).
 
     keep_float (full int8 only): layer names to leave in float, or ["auto"]: the fewest of the worst
-    layers (1, 2, 4, ...) that bring the drift within budget.
+    layers (1, 2, 4, ...) that bring the drift within budget. calibration: the full int8 calibration method
+    (converters.int8_calibration).
     """
-    options = TFLiteOptions(io, tuple(keep_float or ()))
+    options = TFLiteOptions(io, tuple(keep_float or ()), calibration)
     options.check(plan.precision)
     return run_pipeline(reference, plan, validation, TFLiteExporter(options), log=log)
 
@@ -140,11 +152,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --int8: leave these layers (e.g. s2_b1_se_fc1) in float; 'auto': the fewest of the "
                              "worst layers (by LiteRT's quantization debugger) that bring the drift within budget, "
                              "with the size and speed cost reported")
+    parser.add_argument("--calibration", default=TFLITE_DEFAULT, choices=TFLITE_METHODS,
+                        help="with --int8: how activations are calibrated. minmax: the converter's own min/max; "
+                             "equalize: cross-layer equalization of the float model first (exact in float); bias: bias "
+                             "correction of the int8 weights' mean error; equalize+bias: both "
+                             f"(default {TFLITE_DEFAULT}; measured in docs/drift.md)")
 
 
 def exporter_from(args: argparse.Namespace) -> tuple[str, TFLiteExporter, str]:
     """(precision, exporter, file-name suffix) from the parsed arguments, checked before anything is loaded."""
-    options = TFLiteOptions(args.io, tuple(args.keep_float or ()))
+    options = TFLiteOptions(args.io, tuple(args.keep_float or ()), args.calibration)
     options.check(args.precision)
     return args.precision, TFLiteExporter(options), "" if args.io == "float32" else f"_io{args.io}"
 

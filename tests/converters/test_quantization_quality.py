@@ -1,0 +1,286 @@
+"""int8 calibration methods (converters.int8_calibration): cross-layer equalization is exact in float, finds the
+pairs it claims and no others, falls back loudly where it cannot run; the --calibration option reaches the file's
+record. Measured quality is in docs/drift.md ("int8 calibration methods")."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from edge.errors import ConfigError
+
+
+def _randomize(model, seed: int = 0) -> None:
+    """Seeded random weights with non-trivial BatchNorm statistics (fresh BNs would make equalization trivial)."""
+    import keras
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if not weights:
+            continue
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = weights[0].shape[0]
+            weights = [rng.uniform(0.2, 3.0, c) * rng.choice([-1, 1], c, p=[0.1, 0.9]), rng.normal(0, 0.5, c),
+                       rng.normal(0, 0.5, c), rng.uniform(0.1, 4.0, c)]
+        else:
+            weights = [rng.normal(0, 1.0 / np.sqrt(max(1, w[..., 0].size)), w.shape)
+                       * rng.uniform(0.1, 3.0, w.shape[-1]) if w.ndim > 1 else rng.normal(0, 0.3, w.shape)
+                       for w in weights]
+        layer.set_weights([w.astype(np.float32) for w in weights])
+
+
+@pytest.fixture(scope="module")
+def small_regnety():
+    import keras
+
+    from models.regnety import Stage, build_regnety
+    from models.zoo import FLAVOURS
+
+    keras.utils.set_random_seed(0)
+    flavour = FLAVOURS["paper"]
+    model = build_regnety([Stage(1, 16, 8), Stage(2, 32, 8)], flavour, preprocessing=flavour.preprocessing,
+                          stem_width=8, num_classes=5, input_shape=(32, 32), name="tiny_regnety")
+    _randomize(model)
+    return model
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(1).normal(0, 1, (24, 32, 32, 3)).astype(np.float32)
+
+
+def _relative_error(a, b) -> float:
+    return float(np.abs(np.asarray(a) - np.asarray(b)).max() / np.abs(np.asarray(b)).max())
+
+
+def test_equalization_finds_each_blocks_pairs_and_the_residual_streams(small_regnety):
+    from converters.equalize import find_pairs
+
+    pairs, skipped = find_pairs(small_regnety)
+    by_conv = {p.conv: p for p in pairs}
+    # stem -> (conv1, downsample); per block conv1 -> grouped conv2, conv2 -> (conv3, SE fc1): 1 + 2 * 3 blocks;
+    # one residual stream per stage: 2
+    assert len(pairs) == 9 and not skipped
+    assert by_conv["stem_conv"].consumers == ["s1_b1_conv1_conv", "s1_b1_downsample_conv"]
+    assert by_conv["s2_b2_conv1_conv"].consumers == ["s2_b2_conv2_conv"]
+    se = by_conv["s2_b2_conv2_conv"]
+    assert sorted(se.consumers) == ["s2_b2_conv3_conv", "s2_b2_se_fc1"] and se.main == ["s2_b2_conv3_conv"]
+    # stage 1's stream: its conv3 and downsample scale together, stage 2's first convs compensate
+    s1 = by_conv["s1_b1_conv3_conv"]
+    assert s1.more == [("s1_b1_downsample_conv", "s1_b1_downsample_bn")]
+    assert s1.consumers == ["s2_b1_conv1_conv", "s2_b1_downsample_conv"]
+    # stage 2's stream runs through the identity shortcut into block 2's Add, and ends in the pooled head
+    s2 = next(p for p in pairs if ("s2_b2_conv3_conv", "s2_b2_conv3_bn") in p.producers)
+    assert {c for c, _ in s2.producers} == {"s2_b1_conv3_conv", "s2_b1_downsample_conv", "s2_b2_conv3_conv"}
+    assert sorted(s2.consumers) == ["head_fc", "s2_b2_conv1_conv"] and s2.main == ["s2_b2_conv1_conv"]
+
+
+@pytest.mark.parametrize("activation_aware", [False, True])
+def test_equalization_is_exact_in_float_and_changes_the_weights(small_regnety, images, activation_aware):
+    from converters.equalize import activation_ranges, equalize
+
+    ranges = activation_ranges(small_regnety, images) if activation_aware else None
+    result = equalize(small_regnety, ranges=ranges)
+    assert result.pairs == 9
+    before, after = small_regnety.predict(images, verbose=0), result.model.predict(images, verbose=0)
+    assert _relative_error(after, before) < 1e-5
+    gamma = lambda m: m.get_layer("s2_b2_conv1_bn").get_weights()[0]  # noqa: E731
+    assert not np.allclose(gamma(result.model), gamma(small_regnety))  # it did rescale
+    # the grouped conv's input channels took the inverse scales
+    assert not np.allclose(result.model.get_layer("s2_b2_conv2_conv").get_weights()[0],
+                           small_regnety.get_layer("s2_b2_conv2_conv").get_weights()[0])
+
+
+def test_weight_equalization_balances_the_ranges(small_regnety):
+    from converters.equalize import _input_slices, equalize
+
+    model = equalize(small_regnety).model
+    conv1 = model.get_layer("s2_b2_conv1_conv").get_weights()[0]
+    gamma, _, _, var = model.get_layer("s2_b2_conv1_bn").get_weights()
+    r1 = np.abs(conv1).reshape(-1, conv1.shape[-1]).max(0) * np.abs(gamma) / np.sqrt(var + 1e-5)
+    conv2 = model.get_layer("s2_b2_conv2_conv")
+    kernel = conv2.get_weights()[0]
+    index = _input_slices(conv2, kernel)
+    r2 = np.array([np.abs(kernel[index(c)]).max() for c in range(len(r1))])
+    np.testing.assert_allclose(r1, r2, rtol=1e-3)  # both sides of the ReLU now span the same range
+
+
+def test_a_model_without_pairs_is_left_as_it_is_and_the_fallback_is_named():
+    import keras
+
+    from converters.equalize import equalize
+    from converters.int8_calibration import ONNX_DEFAULT, equalized_lowered
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.DepthwiseConv2D(3, padding="same")(keras.layers.Conv2D(8, 1)(inputs))
+    x = keras.layers.LayerNormalization()(x)
+    x = keras.layers.Conv2D(8, 1, activation="gelu")(x)
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x)))
+    assert equalize(model).pairs == 0
+    logged = []
+    calibration = SimpleNamespace(inputs=np.zeros((2, 16, 16, 3), np.float32))
+    job = SimpleNamespace(reference=SimpleNamespace(model=model), log=logged.append,
+                          plan=SimpleNamespace(calibration=calibration))
+    lowered = object()
+    same, record = equalized_lowered(lowered, job, "equalize+percentile", ONNX_DEFAULT)
+    assert same is lowered
+    assert (record.method, record.used, record.equalized_pairs) == ("equalize+percentile", "percentile", 0)
+    assert "fell back to percentile" in record.note and logged and logged[0].startswith("WARNING")
+    # a SavedModel reference has no Keras layers: the same
+    saved_model = SimpleNamespace(reference=SimpleNamespace(), log=logged.append)
+    _, record = equalized_lowered(lowered, saved_model, "equalize", ONNX_DEFAULT)
+    assert record.used == "minmax" and "Keras model" in record.note
+
+
+@pytest.mark.parametrize("kind", ["conv", "grouped", "depthwise", "conv+bn", "dense"])
+def test_bias_correction_restores_each_channels_mean_under_int8_weights(kind):
+    """With the corrected bias and int8-rounded (BN-folded) weights, each output channel's mean over the calibration
+    images is the float model's again (exact by linearity when every tap sees the channel means: 'valid' padding,
+    inputs constant over space)."""
+    import keras
+
+    from converters.bias_correction import correct_biases, quantization_error
+
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((6, 6, 8))
+    if kind == "dense":
+        layer = keras.layers.Dense(5)
+        out = layer(keras.layers.GlobalAveragePooling2D()(inputs))
+    elif kind == "depthwise":
+        layer = keras.layers.DepthwiseConv2D(3, depth_multiplier=2)
+        out = layer(inputs)
+    else:
+        layer = keras.layers.Conv2D(8, 3, groups=4 if kind == "grouped" else 1, use_bias=kind != "conv+bn")
+        out = layer(inputs)
+    if kind == "conv+bn":
+        out = keras.layers.BatchNormalization(epsilon=1e-3)(out)
+    model = keras.Model(inputs, out)
+    _randomize(model, seed=4)
+    # post-ReLU-like (mean far from 0), constant over space so that every tap of a 3x3 window sees the same mean
+    x = np.broadcast_to(np.random.default_rng(5).uniform(0, 2, (12, 1, 1, 8)), (12, 6, 6, 8)).astype(np.float32)
+    fixed = correct_biases(model, x)
+    assert fixed.layers == [layer.name]
+    # the corrected model with its weights rounded as int8 quantization rounds them (BN folded into the conv)
+    kernel = fixed.model.get_layer(layer.name).get_weights()[0].astype(np.float64)
+    if kind == "conv+bn":
+        gamma, beta, mean, var = (w.astype(np.float64) for w in fixed.model.layers[-1].get_weights())
+        factor = gamma / np.sqrt(var + 1e-3)
+        conv = keras.layers.Conv2D(8, 3, use_bias=True)
+        conv.build((None, 6, 6, 8))
+        k = kernel * factor
+        conv.set_weights([(k + quantization_error(k)).astype(np.float32), (beta - mean * factor).astype(np.float32)])
+        quantized_out = np.asarray(conv(x), np.float64)
+    else:
+        shape = (kernel.shape[2], kernel.shape[3]) if kind == "depthwise" else None
+        flat = kernel.reshape(*kernel.shape[:2], -1) if kind == "depthwise" else kernel
+        rounded = flat + quantization_error(flat)
+        weights = fixed.model.get_layer(layer.name).get_weights()
+        weights[0] = (rounded.reshape(kernel.shape) if shape else rounded).astype(np.float32)
+        quantized = keras.models.clone_model(fixed.model)
+        quantized.set_weights(fixed.model.get_weights())
+        quantized.get_layer(layer.name).set_weights(weights)
+        quantized_out = np.asarray(quantized(x), np.float64)
+    float_out = np.asarray(model(x), np.float64)
+    channel_mean = lambda y: y.reshape(-1, y.shape[-1]).mean(0)  # noqa: E731
+    spread = float_out.std()
+    np.testing.assert_allclose(channel_mean(quantized_out), channel_mean(float_out), atol=1e-5 * spread + 1e-6)
+    # and without the correction the int8 weights do move the means (the test has teeth)
+    assert np.abs(channel_mean(float_out) - channel_mean(np.asarray(fixed.model(x)))).max() > 1e-4 * spread
+
+
+def test_a_stream_with_an_input_that_cannot_scale_is_not_equalized():
+    """ReLU -> Add with the model's input (no producer to scale it alike): the scale could not pass the Add."""
+    import keras
+
+    from converters.equalize import find_pairs
+
+    inputs = keras.Input((8, 8, 4))
+    y = keras.layers.ReLU()(keras.layers.Conv2D(4, 1)(inputs))
+    out = keras.layers.Conv2D(4, 1)(keras.layers.Add()([y, inputs]))
+    pairs, skipped = find_pairs(keras.Model(inputs, out))
+    assert pairs == [] and len(skipped) == 1
+
+
+def test_a_feature_extractor_keeps_its_output_unscaled(images):
+    """--head none: the last stage's stream ends in the model's output, so it is not equalized (the rest is)."""
+    import keras
+
+    from converters.equalize import equalize
+    from models.regnety import Stage, build_regnety
+    from models.zoo import FLAVOURS
+
+    keras.utils.set_random_seed(0)
+    flavour = FLAVOURS["paper"]
+    model = build_regnety([Stage(1, 16, 8), Stage(2, 32, 8)], flavour, preprocessing=flavour.preprocessing,
+                          stem_width=8, include_head=False, input_shape=(32, 32), name="tiny_features")
+    _randomize(model)
+    result = equalize(model)
+    assert result.pairs == 8 and any("s2_b1_conv3_conv" in reason for reason in result.skipped)
+    assert _relative_error(result.model.predict(images, verbose=0), model.predict(images, verbose=0)) < 1e-5
+
+
+def test_equalization_scales_a_residual_stream_exactly():
+    """conv+BN -> Add <- conv+BN -> ReLU -> conv: both producers take the same channel scales."""
+    import keras
+
+    from converters.equalize import equalize
+
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((8, 8, 4))
+    a = keras.layers.BatchNormalization()(keras.layers.Conv2D(6, 3, padding="same", use_bias=False)(inputs))
+    b = keras.layers.BatchNormalization()(keras.layers.Conv2D(6, 1, use_bias=False)(inputs))
+    y = keras.layers.ReLU()(keras.layers.Add()([a, b]))
+    model = keras.Model(inputs, keras.layers.Conv2D(3, 3)(y))
+    _randomize(model, seed=7)
+    x = np.random.default_rng(8).normal(0, 1, (4, 8, 8, 4)).astype(np.float32)
+    result = equalize(model)
+    assert result.pairs == 1
+    assert _relative_error(result.model.predict(x, verbose=0), model.predict(x, verbose=0)) < 1e-5
+
+
+def test_calibration_option_is_checked_per_format():
+    from converters import onnx as onnx_conv
+    from converters import tflite
+
+    with pytest.raises(ConfigError, match="--calibration"):
+        tflite.TFLiteOptions(calibration="percentile").check("int8")
+    with pytest.raises(ConfigError, match="needs --int8"):
+        tflite.TFLiteOptions(calibration="equalize").check("float32")
+    onnx_conv.OnnxOptions(calibration="equalize+percentile").check("int8")
+    with pytest.raises(ConfigError, match="needs --int8"):
+        onnx_conv.OnnxOptions(calibration="percentile").check("float32")
+
+
+def test_equalized_tflite_int8_records_its_method_and_stays_close(tmp_path, small_regnety, images):
+    """The small model end to end: --calibration equalize converts, runs, and names itself in the record."""
+    from calibration.representative import Prepared
+    from converters import tflite
+    from converters.reference import KerasReference, ModelIdentity
+    from edge.preprocessing import PreprocessSpec
+    from tests.artifacts import plan
+
+    reference = KerasReference(small_regnety, ModelIdentity("tiny_regnety", "tiny", "paper", 5),
+                               PreprocessSpec(32, 32), [f"c{i}" for i in range(5)],
+                               {"path": None, "description": "seeded random"})
+    calib = Prepared("random", images[:16], [f"c{i}" for i in range(16)], [None] * 16, "calib")
+    val = Prepared("random", images[16:], [f"v{i}" for i in range(8)], [None] * 8, "val")
+    p = plan(tmp_path / "eq.tflite", "int8", calibration=calib)
+    p.allow_drift = True  # random weights: the record, not the budget, is under test here
+    result = tflite.convert(reference, p, val, calibration="equalize", log=lambda m: None)
+    assert result.metadata["calibration_method"] == {"method": "equalize", "used": "equalize", "equalized_pairs": 9,
+                                              "bias_corrected": 0}
+    assert result.drift.sqnr_db > 15
+
+
+def test_the_reference_default_onnx_int8_holds_its_measured_quality(converted):
+    """The session's default ONNX int8 file of the reference checkpoint (64 calibration crops, 176 held-out crops,
+    bias+percentile): measured 34.2 dB and 100% top-1 agreement (with 128 crops 34.4 dB against min/max's 32.6 dB:
+    docs/drift.md). The issue's 35 dB is not reached yet."""
+    from converters.int8_calibration import ONNX_DEFAULT
+
+    _, result = converted("int8", "onnx")
+    method = result.metadata["calibration_method"]
+    assert method["method"] == method["used"] == ONNX_DEFAULT and method["bias_corrected"] > 0
+    assert result.drift.sqnr_db >= 34.0 and result.drift.top1_agreement >= 0.995
