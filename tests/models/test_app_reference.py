@@ -40,4 +40,6 @@ def test_the_committed_reference_is_the_converters_default_and_classifies_the_ph
     size = full.model.input_shape[1]
     assert heldout_top1(full.model, card["labels"], 4, preprocessing(name, size), batch_size=8) >= MIN_HELDOUT_TOP1 - 0.1
     random = load_application(name, num_classes=1000, input_size=SMALL, log=lines.append)
-    assert random.weights["description"].startswith("random") and "RANDOM" in lines[-1]
+    said = lines[-2:]  # the weights, then the labels: a 1000-class model gets ImageNet-1k's names
+    assert random.weights["description"].startswith("random") and "RANDOM" in said[0]
+    assert said[1].startswith("labels: ImageNet-1k") and random.labels[0] == "tench"
