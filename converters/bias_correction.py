@@ -28,8 +28,10 @@ def _folded(layer, bn, weights) -> np.ndarray:
     kernel = np.asarray(weights[layer.name][0], np.float64)
     if bn is None:
         return kernel
-    gamma, _, _, var = (np.asarray(w, np.float64) for w in weights[bn.name][:4])
-    factor = gamma / np.sqrt(var + bn.epsilon)
+    from converters.equalize import bn_scale
+
+    gamma, _, _, var = weights[bn.name][:4]
+    factor = bn_scale(bn, gamma, var)
     if kernel.ndim == 4 and layer.__class__.__name__ == "DepthwiseConv2D":
         return kernel * factor.reshape(kernel.shape[2], kernel.shape[3])
     return kernel * factor
@@ -63,11 +65,11 @@ def correct_biases(model, inputs: np.ndarray, batch: int = 16) -> BiasCorrected:
     """A copy of `model` whose conv / dense biases absorb the mean shift of their weights' int8 quantization."""
     import keras
 
-    from converters.equalize import _graph
+    from converters.equalize import layer_graph
 
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
-    inputs_of, consumers = _graph(clone)
+    inputs_of, consumers = layer_graph(clone)
     targets = []
     for layer in clone.layers:
         kinds = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)

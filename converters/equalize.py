@@ -53,7 +53,7 @@ class Equalized:
     skipped: list[str] = field(default_factory=list)  # why producers that looked like candidates were not used
 
 
-def _graph(model):
+def layer_graph(model):
     """(inputs of each layer as producer layers, consumers of each layer), by layer name."""
     inputs: dict[str, list] = {}
     consumers: dict[str, list] = {layer.name: [] for layer in model.layers}
@@ -67,6 +67,11 @@ def _graph(model):
         for p in producers:
             consumers.setdefault(p.name, []).append(layer)
     return inputs, consumers
+
+
+def bn_scale(bn, gamma, var) -> np.ndarray:
+    """A BatchNormalization's per-channel factor on its input (what a converter folds into the conv before it)."""
+    return np.asarray(gamma, np.float64) / np.sqrt(np.asarray(var, np.float64) + bn.epsilon)
 
 
 def _is_plain_relu(layer) -> bool:
@@ -105,7 +110,7 @@ def find_pairs(model) -> tuple[list[Pair], list[str]]:
     near misses were skipped."""
     import keras
 
-    inputs, consumers = _graph(model)
+    inputs, consumers = layer_graph(model)
     outputs = {t._keras_history.operation.name for t in model.outputs}  # a scaled model output would not be exact
     pairs, skipped, taken = [], [], set()
     passing = (keras.layers.ZeroPadding2D, keras.layers.GlobalAveragePooling2D, keras.layers.Add,
@@ -293,7 +298,7 @@ def _producer_range(pair: Pair, model, weights) -> np.ndarray:
         r = np.abs(kernel).reshape(-1, kernel.shape[-1]).max(axis=0)
         if bn:
             gamma, _, _, var = weights[bn][:4]
-            r = r * np.abs(gamma) / np.sqrt(var + model.get_layer(bn).epsilon)
+            r = r * np.abs(bn_scale(model.get_layer(bn), gamma, var))
         ranges.append(r)
     return np.max(ranges, axis=0)
 

@@ -153,7 +153,8 @@ def standard_metadata(data: bytes, name: str = "model") -> dict | None:
             for unit in reader.tables(tensor, _TM_UNITS):
                 kind = reader.field(unit, _PU_OPTIONS_TYPE)
                 if kind is not None and reader._unpack("<B", kind) == _NORMALIZATION:
-                    options = reader.u32(reader.field(unit, _PU_OPTIONS)) + reader.field(unit, _PU_OPTIONS)
+                    pos = reader.field(unit, _PU_OPTIONS)
+                    options = pos + reader.u32(pos)
                     out["normalization"] = {k: reader.floats(options, i) for i, k in enumerate(("mean", "std"))}
         for tensor in reader.tables(subgraph, _SG_OUTPUTS):
             out["associated_files"] += [reader.string(reader.field(f, 0)) for f in reader.tables(tensor, _TM_FILES)]
