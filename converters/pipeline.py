@@ -28,6 +28,7 @@ from converters.plan import Evaluation, Plan, Result
 from converters.reference import Lowered, Reference, with_dense_as_conv
 from converters.report import drift_table, markdown_report, metadata_record
 from edge.atomic import atomic_write
+from edge.seal import FIELD as seal_field, PLACEHOLDER, seal
 from edge.errors import DriftError
 from edge.runtime import RuntimeOptions, load
 
@@ -69,7 +70,7 @@ class Job:
         out = self.plan.out
         tmp = atomic_write(out.with_name(f".{out.stem}.candidate{out.suffix}"), candidate)
         try:
-            runner = load(tmp, options)
+            runner = load(tmp, options, guard=False)  # written by this process a moment ago
             outputs = run_with_progress(runner, self.validation.inputs, f"validating {out.name}{what}")
         finally:
             tmp.unlink(missing_ok=True)
@@ -132,7 +133,8 @@ def write(job: Job, candidate: Candidate, evaluation: Evaluation, facts: dict, e
         job.log(f"WARNING: {plan.out.name} drifts past its {plan.precision} budget ({'; '.join(violations)}); written "
                 "anyway because of --allow-drift")
     record = metadata_record(plan, job.reference, job.validation, evaluation, facts)
-    final = embed(candidate.data, record)
+    final, digest = seal(embed(candidate.data, {**record, seal_field: PLACEHOLDER}))
+    record[seal_field] = digest
     atomic_write(plan.out, final)
     report = {**record, "drift_details": drift.to_dict()}
     atomic_write(plan.out.with_name(plan.out.name + ".json"), (json.dumps(report, indent=2) + "\n").encode())

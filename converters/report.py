@@ -12,7 +12,7 @@ from calibration.representative import Prepared
 from converters.plan import Evaluation, Plan
 from converters.reference import Reference
 
-METADATA_VERSION = 1
+METADATA_VERSION = 2  # 2: the record carries the file's content digest (edge.seal)
 PACKAGES = ("regnety-edge-kit", "tensorflow-cpu", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime",
             "ai-edge-litert")
 

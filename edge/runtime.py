@@ -7,6 +7,8 @@ callers never see the difference. It never imports TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import time
 from dataclasses import dataclass, field
@@ -15,8 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from edge.capture import captured_native_output
+from edge import seal
 from edge.errors import ConfigError, KitError, MissingExtraError, first_line
+from edge.guard import first_load
 from edge.onnx_file import read_onnx
+from edge.tflite_check import check_structure
 from edge.tflite_file import METADATA_NAME, ModelFileError, metadata_buffers, read_model_bytes, require_model_file
 
 ONNX_BATCH = 32
@@ -194,20 +199,25 @@ def _kit_metadata(raw: bytes | str | None, path: Path) -> dict | None:
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ModelFileError(f"{path}: its {METADATA_NAME} metadata is not valid JSON; re-convert the model") from None
+        raise ModelFileError(f"{path}: its {METADATA_NAME} metadata is not valid JSON; the file is damaged: copy it "
+                             "again or re-convert the model") from None
     if not isinstance(data, dict):
-        raise ModelFileError(f"{path}: its {METADATA_NAME} metadata is not a JSON object; re-convert the model")
+        raise ModelFileError(f"{path}: its {METADATA_NAME} metadata is not a JSON object; the file is damaged: copy "
+                             "it again or re-convert the model")
     return data
 
 
-def load(path: str | Path, options: RuntimeOptions = RuntimeOptions()) -> Runner:
-    """Open a .tflite or .onnx artifact with the right runtime, after checking the file."""
+def load(path: str | Path, options: RuntimeOptions = RuntimeOptions(), guard: bool = True) -> Runner:
+    """Open a .tflite or .onnx artifact with the right runtime, after checking the file: its structure, and its
+    content digest when the kit wrote it. A file without a digest is first loaded and run once in a child process
+    (edge.guard), so a native crash becomes a ModelFileError; guard=False skips that (a file this process just
+    wrote, like a converter's candidate)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".tflite":
-        return _load_tflite(path, options)
+        return _load_tflite(path, options, guard)
     if suffix == ".onnx":
-        return _load_onnx(path, options)
+        return _load_onnx(path, options, guard)
     require_model_file(path)
     raise ModelFileError(f"{path}: unknown model type {suffix or '(no suffix)'}; the edge runtime runs .tflite and .onnx")
 
@@ -218,7 +228,8 @@ def _one_input_one_output(path: Path, inputs, outputs) -> None:
                              f"{len(inputs)} inputs and {len(outputs)} outputs")
 
 
-def tflite_interpreter(data: bytes, options: RuntimeOptions, name: str, keep_intermediates: bool = False):
+def tflite_interpreter(data: bytes, options: RuntimeOptions, name: str, keep_intermediates: bool = False,
+                       capture: bool = True):
     """A LiteRT (or fallback) interpreter over checked model bytes, tensors allocated; also the runtime's name.
     keep_intermediates: every tensor stays readable after invoke (with the builtin kernels, which XNNPACK's
     fused graph does not allow)."""
@@ -230,7 +241,8 @@ def tflite_interpreter(data: bytes, options: RuntimeOptions, name: str, keep_int
         kwargs["experimental_op_resolver_type"] = module.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES \
             if hasattr(module, "experimental") else module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
-        with captured_native_output():  # LiteRT announces its XNNPACK delegate on stderr
+        # LiteRT announces its XNNPACK delegate on stderr (capture=False: a guarded child's output is the message)
+        with captured_native_output() if capture else contextlib.nullcontext():
             interpreter = module.Interpreter(**kwargs)
             interpreter.allocate_tensors()
     except (RuntimeError, ValueError) as exc:
@@ -238,9 +250,12 @@ def tflite_interpreter(data: bytes, options: RuntimeOptions, name: str, keep_int
     return interpreter, f"{runtime} ({'xnnpack' if options.xnnpack else 'builtin kernels'}, {options.threads} threads)"
 
 
-def _load_tflite(path: Path, options: RuntimeOptions) -> Runner:
+def _load_tflite(path: Path, options: RuntimeOptions, guard: bool) -> Runner:
     data = read_model_bytes(path)
+    check_structure(data, str(path))
     metadata = _kit_metadata(metadata_buffers(data, str(path)).get(METADATA_NAME), path)
+    if not seal.verify(data, str(path), metadata) and guard:
+        first_load(str(path), data, lambda: _run_once(tflite_interpreter(data, options, str(path), capture=False)[0]))
     start = time.perf_counter()
     interpreter, runtime = tflite_interpreter(data, options, str(path))
     seconds = time.perf_counter() - start
@@ -248,6 +263,13 @@ def _load_tflite(path: Path, options: RuntimeOptions) -> Runner:
     _one_input_one_output(path, inputs, outputs)
     return Runner(path, "tflite", runtime, _tensor_info(inputs[0]), _tensor_info(outputs[0]), metadata, seconds,
                   interpreter)
+
+
+def _run_once(interpreter) -> None:
+    """One inference on zeros (the guarded first load's test run)."""
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+    interpreter.invoke()
 
 
 def _onnx_custom_metadata(session, path: Path) -> dict[str, str]:
@@ -261,23 +283,46 @@ def _onnx_custom_metadata(session, path: Path) -> dict[str, str]:
     raise ModelFileError(f"{path}: its metadata is not valid UTF-8 text; re-convert the model")
 
 
-def _load_onnx(path: Path, options: RuntimeOptions) -> Runner:
-    require_model_file(path)
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise MissingExtraError("onnxruntime") from None
+def _onnx_session(path: Path, options: RuntimeOptions):
+    import onnxruntime as ort
+
     so = ort.SessionOptions()
     so.intra_op_num_threads = options.threads
     so.inter_op_num_threads = 1
     so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if options.fused
                                    else ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)
     so.log_severity_level = 3
-    start = time.perf_counter()
-    try:
-        session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    try:  # ONNX Runtime prints an "EP Error ... Falling back" banner on stdout before it raises: keep it off stdout
+        with contextlib.redirect_stdout(io.StringIO()):
+            return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types
         raise ModelFileError(f"{path}: ONNX Runtime refused the model ({first_line(exc, 300)})") from None
+
+
+def _run_onnx_once(session) -> None:
+    """One inference on zeros, dynamic dimensions as 1 (the guarded first load's test run)."""
+    feeds = {}
+    for arg in session.get_inputs():
+        dtype = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}.get(arg.type)
+        if dtype is None:
+            return
+        feeds[arg.name] = np.zeros([d if isinstance(d, int) and d > 0 else 1 for d in arg.shape], dtype)
+    session.run(None, feeds)
+
+
+def _load_onnx(path: Path, options: RuntimeOptions, guard: bool) -> Runner:
+    require_model_file(path)
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise MissingExtraError("onnxruntime") from None
+    parsed = read_onnx(path)  # the kit's own bounds-checked reader: the whole protobuf, before ONNX Runtime sees it
+    data = path.read_bytes()
+    record = _kit_metadata(parsed.metadata.get(METADATA_NAME), path)
+    if not seal.verify(data, str(path), record) and guard:
+        first_load(str(path), data, lambda: _run_onnx_once(_onnx_session(path, options)))
+    start = time.perf_counter()
+    session = _onnx_session(path, options)
     seconds = time.perf_counter() - start
     inputs, outputs = session.get_inputs(), session.get_outputs()
     _one_input_one_output(path, inputs, outputs)

@@ -24,11 +24,14 @@ _METADATA_NAME, _METADATA_BUFFER = 0, 1
 _BUFFER_DATA, _BUFFER_OFFSET, _BUFFER_SIZE = 0, 1, 2
 
 
-class _Reader:
+class FlatReader:
+    """Bounds-checked reads of FlatBuffer tables and vectors: anything outside the buffer, a vtable that does not
+    fit, or a vector longer than the bytes left raises ModelFileError naming the file."""
+
     def __init__(self, data: bytes, name: str):
         self.data, self.name = data, name
 
-    def _unpack(self, fmt: str, pos: int):
+    def unpack(self, fmt: str, pos: int):
         size = struct.calcsize(fmt)
         if pos < 0 or pos + size > len(self.data):
             raise ModelFileError(f"{self.name}: truncated or malformed .tflite (offset {pos} is outside the "
@@ -36,35 +39,46 @@ class _Reader:
         return struct.unpack_from(fmt, self.data, pos)[0]
 
     def u32(self, pos: int) -> int:
-        return self._unpack("<I", pos)
+        return self.unpack("<I", pos)
+
+    def malformed(self, what: str) -> ModelFileError:
+        return ModelFileError(f"{self.name}: malformed .tflite ({what}); the file is damaged: re-export or re-copy it")
 
     def field(self, table: int, index: int) -> int | None:
         """Absolute position of a table's field, or None when absent."""
-        vtable = table - self._unpack("<i", table)
-        vtable_size = self._unpack("<H", vtable)
+        vtable = table - self.unpack("<i", table)
+        vtable_size, object_size = self.unpack("<H", vtable), self.unpack("<H", vtable + 2)
+        if vtable_size < 4 or vtable_size % 2 or object_size < 4 or table + object_size > len(self.data):
+            raise self.malformed(f"a table at offset {table} has an impossible layout")
         slot = 4 + 2 * index
         if slot + 2 > vtable_size:
             return None
-        offset = self._unpack("<H", vtable + slot)
+        offset = self.unpack("<H", vtable + slot)
+        if offset and offset >= object_size:
+            raise self.malformed(f"a field of the table at offset {table} lies outside it")
         return table + offset if offset else None
 
-    def vector(self, pos: int) -> tuple[int, int]:
+    def vector(self, pos: int, item: int = 1) -> tuple[int, int]:
+        """(start, length) of the vector that `pos` points at; `item`: bytes per element, for the bounds check."""
         start = pos + self.u32(pos)
-        return start + 4, self.u32(start)
+        length = self.u32(start)
+        if start + 4 + length * item > len(self.data):
+            raise self.malformed(f"a vector at offset {start} runs past the end of the file")
+        return start + 4, length
 
     def tables(self, table: int, index: int) -> list[int]:
         pos = self.field(table, index)
         if pos is None:
             return []
-        start, length = self.vector(pos)
+        start, length = self.vector(pos, 4)
         return [start + 4 * i + self.u32(start + 4 * i) for i in range(length)]
 
     def floats(self, table: int, index: int) -> list[float]:
         pos = self.field(table, index)
         if pos is None:
             return []
-        start, length = self.vector(pos)
-        return [round(self._unpack("<f", start + 4 * i), 6) for i in range(length)]
+        start, length = self.vector(pos, 4)
+        return [round(self.unpack("<f", start + 4 * i), 6) for i in range(length)]
 
     def string(self, pos: int) -> str:
         start, length = self.vector(pos)
@@ -80,7 +94,7 @@ class _Reader:
             off, size = self.field(buffer, _BUFFER_OFFSET), self.field(buffer, _BUFFER_SIZE)
             if off is None or size is None:
                 return b""
-            start, length = self._unpack("<Q", off), self._unpack("<Q", size)
+            start, length = self.unpack("<Q", off), self.unpack("<Q", size)
         if start + length > len(self.data):
             raise ModelFileError(f"{self.name}: truncated .tflite (a buffer runs past the end of the file)")
         return self.data[start:start + length]
@@ -111,7 +125,7 @@ def read_model_bytes(path: str | Path) -> bytes:
 
 def metadata_buffers(data: bytes, name: str = "model") -> dict[str, bytes]:
     """Every named metadata entry of a .tflite model: {name: bytes}."""
-    reader = _Reader(data, name)
+    reader = FlatReader(data, name)
     root = reader.u32(0)
     buffers = reader.tables(root, _MODEL_BUFFERS)
     out = {}
@@ -144,7 +158,7 @@ def standard_metadata(data: bytes, name: str = "model") -> dict | None:
         return None
     if buffer[4:8] != b"M001":
         raise ModelFileError(f"{name}: its TFLITE_METADATA is not TFLite Metadata (identifier {buffer[4:8]!r})")
-    reader = _Reader(buffer, f"{name} (TFLITE_METADATA)")
+    reader = FlatReader(buffer, f"{name} (TFLITE_METADATA)")
     root = reader.u32(0)
     pos = reader.field(root, _MM_NAME)
     out = {"name": reader.string(pos) if pos is not None else None, "normalization": None, "associated_files": []}
@@ -152,7 +166,7 @@ def standard_metadata(data: bytes, name: str = "model") -> dict | None:
         for tensor in reader.tables(subgraph, _SG_INPUTS)[:1]:
             for unit in reader.tables(tensor, _TM_UNITS):
                 kind = reader.field(unit, _PU_OPTIONS_TYPE)
-                if kind is not None and reader._unpack("<B", kind) == _NORMALIZATION:
+                if kind is not None and reader.unpack("<B", kind) == _NORMALIZATION:
                     pos = reader.field(unit, _PU_OPTIONS)
                     options = pos + reader.u32(pos)
                     out["normalization"] = {k: reader.floats(options, i) for i, k in enumerate(("mean", "std"))}
@@ -174,15 +188,15 @@ CONV_2D, CUSTOM = 3, 32
 
 def operator_codes(data: bytes, name: str = "model") -> list[tuple[int, str | None, int]]:
     """The model's operator codes: (builtin code, custom code or None, op version)."""
-    reader = _Reader(data, name)
+    reader = FlatReader(data, name)
     codes = []
     for entry in reader.tables(reader.u32(0), _MODEL_OPERATOR_CODES):
         pos = reader.field(entry, _OPCODE_DEPRECATED)
-        deprecated = reader._unpack("<b", pos) if pos is not None else 0
+        deprecated = reader.unpack("<b", pos) if pos is not None else 0
         pos = reader.field(entry, _OPCODE_BUILTIN)
-        builtin = reader._unpack("<i", pos) if pos is not None else 0
+        builtin = reader.unpack("<i", pos) if pos is not None else 0
         pos = reader.field(entry, _OPCODE_VERSION)
-        op_version = reader._unpack("<i", pos) if pos is not None else 1
+        op_version = reader.unpack("<i", pos) if pos is not None else 1
         pos = reader.field(entry, _OPCODE_CUSTOM)
         codes.append((max(deprecated, builtin), reader.string(pos) if pos is not None else None, op_version))
     return codes

@@ -305,5 +305,5 @@ def test_metadata_that_is_not_utf8_is_a_model_file_error(tmp_path, where, capsys
 def test_an_io_name_that_is_not_utf8_is_a_model_file_error(tmp_path):
     path = tmp_path / "bad_name.onnx"
     path.write_bytes(_tiny_onnx().replace(b"input", b"\xff\xfeput"))  # every use of the name: the graph stays whole
-    with pytest.raises(ModelFileError, match=r"bad_name\.onnx: its input or output name is not UTF-8"):
+    with pytest.raises(ModelFileError, match=r"bad_name\.onnx: .*graph input or output .* is not valid UTF-8"):
         load(path)

@@ -78,7 +78,7 @@ def test_missing_unknown_and_broken_onnx_files(tmp_path):
     with pytest.raises(ModelFileError, match="unknown model type"):
         load(tmp_path / "m.pb")
     (tmp_path / "m.onnx").write_bytes(b"not a protobuf at all")
-    with pytest.raises(ModelFileError, match="ONNX Runtime refused"):
+    with pytest.raises(ModelFileError, match="m.onnx: truncated or malformed ONNX model"):  # the kit's reader, first
         load(tmp_path / "m.onnx")
     with pytest.raises(ModelFileError, match="does not exist"):
         read_model_bytes(tmp_path / "nothing.tflite")
@@ -150,3 +150,23 @@ def test_inputs_of_another_shape_and_runtime_failures_are_one_line(tiny_tflite, 
                                              "may be damaged") as exc:
         runner.run(np.zeros((1, 8, 8, 3), np.float32))
     assert "\n" not in str(exc.value)
+
+
+def test_onnx_runtime_s_fallback_banner_stays_off_stdout(tmp_path, monkeypatch, capfd):
+    """ONNX Runtime prints "EP Error ... Falling back" with print() before it raises; `--json -` output must stay
+    JSON, so the load keeps it off stdout and the error is one line."""
+    import onnxruntime
+
+    from tests.edge.test_inspect import _tiny_onnx
+
+    def failing(*args, **kwargs):
+        print("EP Error boom when using ['CPUExecutionProvider']")
+        print("Falling back to ['CPUExecutionProvider'] and retrying.")
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : boom")
+
+    path = tmp_path / "m.onnx"
+    path.write_bytes(_tiny_onnx())
+    monkeypatch.setattr(onnxruntime, "InferenceSession", failing)
+    with pytest.raises(ModelFileError, match="ONNX Runtime refused the model .*boom"):
+        load(path, guard=False)
+    assert capfd.readouterr().out == ""

@@ -1,0 +1,56 @@
+"""A kit artifact's content digest: any change to a file the kit wrote is found before a runtime reads it.
+
+The converter writes the record with `"content_sha256":"000…0"` (64 zeros), hashes the whole finished file,
+and puts the digest in place of the zeros. The lengths are equal, so no offset in the FlatBuffer or the protobuf
+moves. To check, the edge side zeroes those 64 characters again and hashes: any flipped bit anywhere in the file
+(weights, graph, record, packed labels, the digest itself) gives another digest. A record of
+`metadata_version` >= SEALED_SINCE without the field is damaged too, so corrupting the key does not turn a kit
+file into an unchecked one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from edge.errors import ModelFileError
+
+FIELD = "content_sha256"
+SEALED_SINCE = 2                          # the first metadata_version whose records carry the digest
+PLACEHOLDER = "0" * 64
+_PATTERN = re.compile(rb'"' + FIELD.encode() + rb'":"([0-9a-f]{64})"')
+
+
+def seal(data: bytes) -> tuple[bytes, str]:
+    """The artifact bytes with its record's placeholder replaced by the digest of the whole file, and the digest."""
+    found = list(_PATTERN.finditer(data))
+    placeholders = [m for m in found if m.group(1) == PLACEHOLDER.encode()]
+    if len(placeholders) != 1:
+        raise ValueError(f"the record must hold exactly one {FIELD} placeholder, found {len(placeholders)}")
+    start, end = placeholders[0].span(1)
+    digest = hashlib.sha256(data).hexdigest()
+    return data[:start] + digest.encode() + data[end:], digest
+
+
+def verify(data: bytes, name: str, record: dict | None) -> bool:
+    """True when the file carries its digest and the digest matches; False for a file without one (written by
+    another tool or an older kit). ModelFileError naming the file as damaged when the bytes changed."""
+    found = list(_PATTERN.finditer(data))
+    version = record.get("metadata_version") if isinstance(record, dict) else None
+    sealed_record = isinstance(version, int) and version >= SEALED_SINCE
+    if not found:
+        if sealed_record or (isinstance(record, dict) and FIELD in record):
+            raise _damaged(name, "its record's content digest is missing or unreadable")
+        return False
+    if len(found) > 1:
+        raise _damaged(name, f"it holds {len(found)} content digests, where the kit writes one")
+    start, end = found[0].span(1)
+    expected = found[0].group(1).decode()
+    actual = hashlib.sha256(data[:start] + PLACEHOLDER.encode() + data[end:]).hexdigest()
+    if actual != expected or (isinstance(record, dict) and record.get(FIELD) != expected):
+        raise _damaged(name, "its bytes do not match the content digest the converter recorded")
+    return True
+
+
+def _damaged(name: str, why: str) -> ModelFileError:
+    return ModelFileError(f"{name}: the file is damaged ({why}); copy it again or re-convert it")
