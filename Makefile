@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test benchmark install install-dev java-deps armnn-deps clean
+.PHONY: demo test benchmark install install-dev java-deps armnn-deps web-deps web-demo clean
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
@@ -34,7 +34,7 @@ demo: $(VENV)/.kit-installed
 	$(PY) -m edge.classify calibration/samples --model artifacts/regnety_200mf_int8.tflite --top 3
 	$(PY) -m edge.android --model artifacts/regnety_200mf_int8.tflite
 
-test: $(VENV)/.dev-installed java-deps armnn-deps
+test: $(VENV)/.dev-installed java-deps armnn-deps web-deps
 	$(PY) -m pytest
 
 # The Android app's pure-Java core is compiled and JUnit-tested inside `make test` (tests/android):
@@ -62,6 +62,40 @@ armnn-deps:
 	    || { $$sudo apt-get update -q >/dev/null 2>&1 && $$sudo apt-get install -y -q $(ARMNN_PACKAGES) >/dev/null 2>&1; } \
 	    || echo "warning: could not install them; the Arm NN tests will be skipped here (CI fails them)"; \
 	fi
+
+# The browser demo (web_demo/) is tested in headless Chromium inside `make test` (tests/web): Node.js, npm and Chromium
+# from Debian's packages when missing, then the npm packages pinned in web_demo/package-lock.json (`npm ci`, redone
+# when the lockfile changes) and their runtimes copied into web_demo/vendor/, which the page serves itself.
+WEB_STAMP := web_demo/node_modules/.kit-vendored
+web-deps:
+	@missing=""; command -v node >/dev/null || missing="$$missing nodejs"; command -v npm >/dev/null || missing="$$missing npm"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing what the web demo's tests need: apt-get install$$missing"; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$sudo apt-get install -y -q $$missing >/dev/null 2>&1 \
+	    || { $$sudo apt-get update -q >/dev/null 2>&1 && $$sudo apt-get install -y -q $$missing >/dev/null 2>&1; } \
+	    || echo "warning: could not install them; the web demo's browser tests will be skipped here (CI fails them)"; \
+	fi
+	@if command -v npm >/dev/null && { [ ! -f $(WEB_STAMP) ] || [ web_demo/package-lock.json -nt $(WEB_STAMP) ] \
+	    || [ web_demo/scripts/vendor.mjs -nt $(WEB_STAMP) ]; }; then \
+	  echo "installing the web demo's npm packages: cd web_demo && npm ci"; \
+	  (cd web_demo && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && node scripts/vendor.mjs) \
+	    && touch $(WEB_STAMP) \
+	    || echo "warning: npm ci failed; the web demo's browser tests will be skipped here (CI fails them)"; \
+	fi
+
+# The browser demo: the reference's int8 .tflite and float32 .onnx (converted when missing), served with the page on
+# 127.0.0.1 (WEB_PORT=0 picks a free port); open the address it prints. Ctrl-C stops it.
+WEB_PORT ?= 8000
+WEB_MODELS := artifacts/regnety_200mf_int8.tflite artifacts/regnety_200mf_float32.onnx
+web-demo: web-deps
+	@[ -f artifacts/regnety_200mf_int8.tflite ] || { $(MAKE) --no-print-directory $(VENV)/.kit-installed && \
+	  $(PY) -m converters.tflite --variant 200mf --int8; }
+	@[ -f artifacts/regnety_200mf_float32.onnx ] || { $(MAKE) --no-print-directory $(VENV)/.kit-installed && \
+	  $(PY) -m converters.onnx --variant 200mf; }
+	$(PYTHON) web_demo/serve.py --port $(WEB_PORT) $(addprefix --model ,$(WEB_MODELS))
 
 # Speed tables (benchmarks/README.md): convert every artifact of 200mf and 800mf, time them side by side.
 benchmark: $(VENV)/.kit-installed
