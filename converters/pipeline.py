@@ -26,6 +26,7 @@ from calibration.drift import measure
 from calibration.representative import Prepared
 from converters.plan import Evaluation, Plan, Result
 from converters.reference import Lowered, Reference, with_dense_as_conv
+from converters.reference_outputs import reference_outputs
 from converters.report import drift_table, markdown_report, metadata_record
 from edge.atomic import atomic_write
 from edge.seal import FIELD as seal_field, PLACEHOLDER, seal
@@ -106,7 +107,7 @@ def convert(reference: Reference, plan: Plan, validation: Prepared, exporter: Ex
     if lowered.depthwise_bands:
         log(f"{len(lowered.depthwise_bands)} depthwise convs of more than {taps} taps split in bands of kernel rows "
             f"(XNNPACK runs larger kernels on a slow path; --target portable keeps them whole)")
-    job = Job(reference, plan, validation, reference.predict(validation.inputs), log)
+    job = Job(reference, plan, validation, reference_outputs(reference, validation.inputs, log), log)
     log(exporter.describe(job))
     candidate = exporter.export(lowered, job)
     evaluation = exporter.evaluate(candidate, job)

@@ -16,6 +16,7 @@ from calibration.drift import BUDGETS, measure
 from calibration.representative import validation_set
 from converters import cli
 from converters.pipeline import run_with_progress
+from converters.reference_outputs import reference_outputs
 from edge.command import add_json_argument, emit, parser_for
 from edge.errors import ConfigError, run_cli
 from edge.preprocessing import PreprocessSpec
@@ -50,7 +51,7 @@ def validate(artifacts: list[Path], args: argparse.Namespace) -> list[dict]:
         data = validation_set(spec, args.data, args.limit)
         if args.data:
             data.check_labels(source.labels)
-        reference = source.predict(data.inputs)
+        reference = reference_outputs(source, data.inputs)
         outputs = run_with_progress(runner, data.inputs, f"running {path.name}")
         drift = measure(reference, outputs, data.label_indices(source.labels), data.names)
         budget = cli.budget_from(args, precision, features=features)

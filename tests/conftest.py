@@ -5,11 +5,23 @@ the converter and edge suites (each conversion takes tens of seconds).
 """
 
 import os
+import shutil
+import tempfile
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# The reference's outputs are computed once per session (converters.reference_outputs), shared by the CLI runs the
+# tests start, and never read from an earlier run's cache.
+_CACHE = None if "REGNETY_KIT_CACHE" in os.environ else tempfile.mkdtemp(prefix="kit-test-cache-")
+if _CACHE:
+    os.environ["REGNETY_KIT_CACHE"] = _CACHE
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _CACHE:
+        shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
