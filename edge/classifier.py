@@ -16,7 +16,7 @@ from PIL import Image
 
 from edge.images import load_image, to_input
 from edge.preprocessing import PreprocessSpec
-from edge.errors import KitError
+from edge.errors import KitError, PreprocessError
 from edge.runtime import RuntimeOptions, load
 from edge.tflite_file import ModelFileError
 
@@ -58,7 +58,11 @@ class Classifier:
             raise ModelFileError(f"{model}: a feature extractor (converted with --head none): it outputs feature "
                                  "vectors, not labels; run it with edge.runtime.load(path).run(inputs)")
         self.labels: list[str] = list(meta["labels"])
-        self.spec = PreprocessSpec.from_dict(meta["preprocessing"])
+        try:
+            self.spec = PreprocessSpec.from_dict(meta["preprocessing"])
+        except PreprocessError as exc:
+            raise ModelFileError(f"{model}: the preprocessing in its metadata is unusable ({exc}); the file is damaged "
+                                 "or from another kit version: copy it again or re-convert it") from None
         outputs = self.runner.output.shape[-1]
         if outputs != len(self.labels):
             raise ModelFileError(f"{model}: {len(self.labels)} labels in its metadata but {outputs} outputs; "

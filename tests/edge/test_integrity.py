@@ -162,3 +162,14 @@ def test_a_foreign_file_is_guarded_and_a_kit_file_is_not(converted, tmp_path, mo
     (tmp_path / "f.tflite").write_bytes(foreign(path.read_bytes()))
     load(tmp_path / "f.tflite")
     assert calls == [str(tmp_path / "f.tflite")]
+
+
+def test_a_record_whose_preprocessing_is_unusable_names_the_file(tmp_path):
+    from converters.metadata import embed_tflite
+
+    data = relu_tflite(tmp_path / "r.tflite").read_bytes()
+    path = tmp_path / "odd.tflite"
+    path.write_bytes(embed_tflite(data, {"labels": list("abcd"), "preprocessing": {"widtj": 224}}))
+    with pytest.raises(ModelFileError, match=r"odd\.tflite: the preprocessing in its metadata is unusable "
+                                             r"\(.*unknown keys \['widtj'\]"):
+        Classifier(path)
