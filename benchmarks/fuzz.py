@@ -164,21 +164,26 @@ def bare_run(path: str, image) -> int:
     return int(np.argmax(logits[0]))
 
 
-def worker(bare: bool = False) -> None:
-    """Read file paths on stdin; load each with Classifier, classify the fixed image; one JSON line per file.
-    bare: load and run each with the runtime alone (bare_run), for comparison."""
+def worker(bare: bool = False, paths=None, structure_check: bool = True) -> None:
+    """Read file paths on stdin (or take `paths`); load each with Classifier, classify the fixed image; one JSON line
+    per file. bare: load and run each with the runtime alone (bare_run), for comparison; structure_check=False: the
+    kit's path without edge.tflite_check, to measure what the guarded first load alone catches."""
     from edge.classifier import Classifier
     from edge.errors import KitError
     from edge.images import load_image, to_input
     from edge.preprocessing import PreprocessSpec
     from edge.runtime import RuntimeOptions
 
+    if not structure_check:
+        import edge.runtime
+
+        edge.runtime.check_structure = lambda data, name: None
     image = load_image(next(p for p in sorted(IMAGE.iterdir()) if p.suffix.lower() in (".jpg", ".png")))
     tensor = to_input(image, PreprocessSpec())
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # anything native code prints goes to stderr, never into the answers
-    for line in sys.stdin:
-        path = line.strip()
+    for line in (sys.stdin if paths is None else paths):
+        path = str(line).strip()
         try:
             if bare:
                 answer = {"outcome": "ran", "top1": bare_run(path, tensor)}
@@ -195,13 +200,13 @@ def worker(bare: bool = False) -> None:
 
 
 class Worker:
-    def __init__(self, log: Path, bare: bool = False):
-        self.log, self.bare = log, bare
+    def __init__(self, log: Path, flags: list[str]):
+        self.log, self.flags = log, flags
         self.proc = None
 
     def start(self) -> None:
         self.stderr = open(self.log, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.fuzz", "--worker", *(["--bare"] * self.bare)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.fuzz", "--worker", *self.flags],
                                      cwd=ROOT,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr)
 
@@ -260,7 +265,7 @@ def reason(message: str) -> str:
 
 
 def campaign(tflite: Path | None, onnx: Path | None, tflite_cases: int, onnx_cases: int, seed: int,
-             keep: Path | None, progress=None, bare: bool = False) -> Tally:
+             keep: Path | None, progress=None, bare: bool = False, structure_check: bool = True) -> Tally:
     from edge.classifier import Classifier
     from edge.images import load_image
     from edge.runtime import RuntimeOptions
@@ -276,7 +281,8 @@ def campaign(tflite: Path | None, onnx: Path | None, tflite_cases: int, onnx_cas
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="kit-fuzz-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None) as tmp:
         tmp = Path(tmp)
-        runner = Worker(tmp / "worker.stderr", bare)
+        flags = ["--bare"] * bare + ["--no-structure-check"] * (not structure_check)
+        runner = Worker(tmp / "worker.stderr", flags)
         try:
             for n, case in enumerate(cases):
                 rng = random.Random(case.seed)
@@ -307,7 +313,7 @@ def campaign(tflite: Path | None, onnx: Path | None, tflite_cases: int, onnx_cas
                         keep.mkdir(parents=True, exist_ok=True)
                         kept = keep / f"{outcome}_{case.number}.{case.source}"
                         shutil.copyfile(path, kept)
-                        tally.kept.append(f"python -m edge.classify {IMAGE} --model {kept}  # {outcome}")
+                        tally.kept.append(f"python -m benchmarks.fuzz --replay {kept} {' '.join(flags)}  # {outcome}")
                 path.unlink()
                 if progress and (n + 1) % 250 == 0:
                     progress(f"{n + 1}/{len(cases)} cases, {time.perf_counter() - start:.0f} s: "
@@ -363,16 +369,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", type=Path, default=Path("fuzz-findings"), help="folder for crashing/hanging files")
     parser.add_argument("--table", type=Path, help="write the outcome table (markdown) here")
+    parser.add_argument("--replay", type=Path, metavar="FILE",
+                        help="run one file as a campaign's worker does, in this process (a kept crash reproduces)")
+    parser.add_argument("--no-structure-check", action="store_true",
+                        help="the kit's loading path without its .tflite structure check (what the guard alone catches)")
     parser.add_argument("--bare", action="store_true",
                         help="feed the same files to the runtimes alone (no kit checks), for comparison")
     args = parser.parse_args(argv)
-    if args.worker:
-        worker(args.bare)
+    if args.worker or args.replay:
+        worker(args.bare, [args.replay] if args.replay else None, not args.no_structure_check)
         return 0
     if args.tflite is None and args.onnx is None:
         parser.error("give --tflite FILE and/or --onnx FILE (kit artifacts, e.g. from make demo)")
     tally = campaign(args.tflite, args.onnx, args.tflite_cases, args.onnx_cases, args.seed, args.keep,
-                     progress=lambda s: print(s, file=sys.stderr, flush=True), bare=args.bare)
+                     progress=lambda s: print(s, file=sys.stderr, flush=True), bare=args.bare,
+                     structure_check=not args.no_structure_check)
     command = "python -m benchmarks.fuzz " + " ".join(argv if argv is not None else sys.argv[1:])
     text = table(tally, command)
     print(text)

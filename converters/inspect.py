@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from edge import seal
 from edge.command import add_json_argument, emit, parser_for
 from edge.errors import run_cli
 from edge.onnx_file import read_onnx
@@ -81,6 +82,9 @@ def render(info: dict) -> str:
         lines.append(f"drift: top-1 agreement {drift.get('top1_agreement', 0):.2%} on {drift.get('images')} images, "
                      f"SQNR {drift.get('sqnr_db') or float('inf'):.1f} dB, within budget: {drift.get('within_budget')}")
         lines.append(f"versions: {', '.join(f'{k} {v}' for k, v in meta.get('versions', {}).items())}")
+        digest = meta.get(seal.FIELD)
+        lines.append(f"integrity: content digest {digest[:12]} verified (any changed byte is refused)" if digest
+                     else "integrity: no content digest (an earlier kit's file): structure checked, first load guarded")
     return "\n".join(lines)
 
 
