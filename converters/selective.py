@@ -18,7 +18,7 @@ from calibration.representative import Prepared
 from converters.pipeline import Job
 from converters.plan import Evaluation
 from converters.reference import Graph
-from converters.tflite_converter import make_converter, run_converter
+from converters.tflite_converter import make_converter, run_converter, with_signature
 from edge.errors import ConfigError
 from edge.tflite_file import layer_of
 
@@ -83,7 +83,7 @@ def selective_int8(graph: Graph, calibration: Prepared, keep: list[LayerError]) 
             debug_dataset=lambda: iter([[calibration.inputs[0][None]]]), debug_options=options)
         return debugger.get_nondebug_quantized_model()
 
-    return run_converter(convert)
+    return with_signature(run_converter(convert), graph)
 
 
 def growth(total: int):

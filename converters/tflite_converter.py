@@ -59,7 +59,36 @@ def make_converter(graph: Graph, precision: str, calibration: Prepared | None = 
 
 def to_tflite(graph: Graph, precision: str, calibration: Prepared | None = None, io: str = "float32") -> bytes:
     """Convert a Graph (or Keras model) to TFLite bytes (builtin ops only)."""
-    return run_converter(lambda console: make_converter(graph, precision, calibration, io, console).convert())
+    data = run_converter(lambda console: make_converter(graph, precision, calibration, io, console).convert())
+    return with_signature(data, graph)
+
+
+def with_signature(data: bytes, graph: Graph) -> bytes:
+    """The model with a `serving_default` signature (input: the model's input name, output: "output_0"), as
+    TFLiteConverter.from_keras_model writes it, when the conversion route wrote none (a frozen concrete function).
+    Runtimes that call models by signature (LiteRT's signature runners) find what they did before."""
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    graph = as_graph(graph)
+    model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    if model.signatureDefs or not hasattr(graph, "input_name") or len(model.subgraphs[0].inputs) != 1:
+        return data
+    subgraph = model.subgraphs[0]
+    signature = schema.SignatureDefT()
+    signature.signatureKey, signature.subgraphIndex = "serving_default", 0
+    signature.inputs = [_tensor_map(schema, graph.input_name, subgraph.inputs[0])]
+    signature.outputs = [_tensor_map(schema, "output_0", subgraph.outputs[0])]
+    model.signatureDefs = [signature]
+    builder = flatbuffers.Builder(len(data) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _tensor_map(schema, name: str, index) -> object:
+    entry = schema.TensorMapT()
+    entry.name, entry.tensorIndex = name, int(index)
+    return entry
 
 
 def run_converter(work):
