@@ -25,6 +25,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -48,12 +49,10 @@ def weight_ranges(data: bytes, suffix: str) -> list[tuple[int, int]]:
         from edge.tflite_file import FlatReader
 
         reader = FlatReader(data, "fuzz")
-        for buffer in reader.tables(reader.u32(0), 4):
-            pos = reader.field(buffer, 0)
-            if pos is not None:
-                start, length = reader.vector(pos)
-                if length >= 64:
-                    ranges.append((start, start + length))
+        for buffer in reader.tables(reader.u32(0), 4):  # Model.buffers
+            start, length = reader.buffer_span(buffer)
+            if length >= 64:
+                ranges.append((start, start + length))
     else:
         import onnx
 
@@ -205,10 +204,12 @@ class Worker:
         self.proc = None
 
     def start(self) -> None:
-        self.stderr = open(self.log, "wb")
+        if getattr(self, "stderr", None) is None:
+            self.stderr = open(self.log, "wb")
+        # its own process group: stopping a hung worker stops the guard's child it may be waiting on too
         self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.fuzz", "--worker", *self.flags],
-                                     cwd=ROOT,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr)
+                                     cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
+                                     start_new_session=True)
 
     def ask(self, path: Path, time_limit: float) -> dict:
         import select
@@ -227,15 +228,21 @@ class Worker:
         if not line:
             code = self.proc.wait()
             said = self.log.read_bytes().decode("utf-8", "replace").strip().splitlines()
-            self.proc = None
+            self.stop()
             return {"outcome": "crash", "message": f"exit {code}: " + " | ".join(said[-3:])[:300]}
         return json.loads(line)
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.kill()
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self.proc.wait()
             self.proc = None
+        if getattr(self, "stderr", None) is not None:
+            self.stderr.close()
+            self.stderr = None
 
 
 # ----------------------------------------------------------------------------------------------------- campaign

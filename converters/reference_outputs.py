@@ -1,13 +1,13 @@
 """The reference model's outputs on a validation set, computed once: kept for the process and on disk across runs.
 
 Every conversion and `validate` measures drift against the Keras reference's outputs on the same 176 crops; computing
-them is 5-10 s of a 200MF conversion (more for larger models), and `make demo` needs them three times. They are kept
+them is 5-8 s of a 200MF conversion (more for larger models), and `make demo` needs them three times. They are kept
 under a key that covers everything they depend on: the model's identity, every weight's bytes, the input tensors'
 bytes, the source of the code that builds the models (models/), and the TensorFlow, Keras and numpy versions. A
 changed weight, image, crop, preprocessing step or model-building line is another key, so a cached entry is never
 stale. The cache folder is $REGNETY_KIT_CACHE, else $XDG_CACHE_HOME/regnety-edge-kit, else ~/.cache/regnety-edge-kit;
-REGNETY_KIT_CACHE=off keeps outputs in memory only. A damaged entry is computed again; an unwritable folder only
-costs the time.
+REGNETY_KIT_CACHE=off keeps outputs in memory only. An entry whose bytes do not match the SHA-256 stored with them is
+computed again; an unwritable folder only costs the time.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import os
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def reference_outputs(reference: Reference, inputs: np.ndarray, log: Callable[[s
     if key in _memo:
         return _memo[key].copy()
     folder = cache_dir()
-    path = folder / "reference-outputs" / f"{key}.npy" if folder is not None else None
+    path = folder / "reference-outputs" / f"{key}.npz" if folder is not None else None
     cached = _read(path, (len(inputs),)) if path is not None else None
     if cached is not None:
         if log:
@@ -58,7 +59,7 @@ def reference_outputs(reference: Reference, inputs: np.ndarray, log: Callable[[s
     _memo[key] = outputs
     if path is not None:
         buffer = io.BytesIO()
-        np.save(buffer, outputs, allow_pickle=False)
+        np.savez(buffer, outputs=outputs, sha256=np.frombuffer(hashlib.sha256(outputs.tobytes()).digest(), np.uint8))
         try:
             atomic_write(path, buffer.getvalue())
         except KitError:
@@ -67,11 +68,13 @@ def reference_outputs(reference: Reference, inputs: np.ndarray, log: Callable[[s
 
 
 def _read(path: Path, leading: tuple[int, ...]) -> np.ndarray | None:
+    """The cached outputs, or None when absent or damaged (their own SHA-256 is stored beside them)."""
     try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError):
+        with np.load(path, allow_pickle=False) as stored:
+            array, digest = stored["outputs"], stored["sha256"].tobytes()
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
         return None
-    if array.dtype != np.float32 or array.shape[:1] != leading or not np.isfinite(array).all():
+    if array.dtype != np.float32 or array.shape[:1] != leading or hashlib.sha256(array.tobytes()).digest() != digest:
         return None
     return array
 
@@ -101,7 +104,8 @@ def fingerprint(reference: Reference, inputs: np.ndarray) -> str | None:
 def _source_digest() -> str:
     """The code that builds the reference models: a change to any of it is a new key."""
     digest = hashlib.sha256()
-    for path in sorted([*(_ROOT / "models").rglob("*.py"), _ROOT / "converters" / "source.py"]):
+    for path in sorted([*(_ROOT / "models").rglob("*.py"), _ROOT / "converters" / "source.py",
+                        _ROOT / "converters" / "reference.py"]):
         digest.update(path.relative_to(_ROOT).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()

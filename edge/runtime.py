@@ -252,10 +252,12 @@ def tflite_interpreter(data: bytes, options: RuntimeOptions, name: str, keep_int
 
 def _load_tflite(path: Path, options: RuntimeOptions, guard: bool) -> Runner:
     data = read_model_bytes(path)
-    check_structure(data, str(path))
     metadata = _kit_metadata(metadata_buffers(data, str(path)).get(METADATA_NAME), path)
-    if not seal.verify(data, str(path), metadata) and guard:
-        first_load(str(path), data, lambda: _run_once(tflite_interpreter(data, options, str(path), capture=False)[0]))
+    sealed = seal.verify(data, str(path), metadata)  # first: any change to a kit file is named as such
+    check_structure(data, str(path))
+    if not sealed and guard:
+        first_load(str(path), data, lambda: _run_once(tflite_interpreter(data, options, str(path), capture=False)[0]),
+                   key=repr(options))
     start = time.perf_counter()
     interpreter, runtime = tflite_interpreter(data, options, str(path))
     seconds = time.perf_counter() - start
@@ -316,11 +318,11 @@ def _load_onnx(path: Path, options: RuntimeOptions, guard: bool) -> Runner:
         import onnxruntime as ort
     except ImportError:
         raise MissingExtraError("onnxruntime") from None
-    parsed = read_onnx(path)  # the kit's own bounds-checked reader: the whole protobuf, before ONNX Runtime sees it
+    parsed = read_onnx(path)  # the kit's own bounds-checked reader (the model's structure), before ONNX Runtime
     data = path.read_bytes()
     record = _kit_metadata(parsed.metadata.get(METADATA_NAME), path)
     if not seal.verify(data, str(path), record) and guard:
-        first_load(str(path), data, lambda: _run_onnx_once(_onnx_session(path, options)))
+        first_load(str(path), data, lambda: _run_onnx_once(_onnx_session(path, options)), key=repr(options))
     start = time.perf_counter()
     session = _onnx_session(path, options)
     seconds = time.perf_counter() - start

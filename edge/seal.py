@@ -46,11 +46,15 @@ def verify(data: bytes, name: str, record: dict | None) -> bool:
         raise _damaged(name, f"it holds {len(found)} content digests, where the kit writes one")
     start, end = found[0].span(1)
     expected = found[0].group(1).decode()
-    actual = hashlib.sha256(data[:start] + PLACEHOLDER.encode() + data[end:]).hexdigest()
+    digest = hashlib.sha256(memoryview(data)[:start])
+    digest.update(PLACEHOLDER.encode())
+    digest.update(memoryview(data)[end:])
+    actual = digest.hexdigest()
     if actual != expected or (isinstance(record, dict) and record.get(FIELD) != expected):
-        raise _damaged(name, "its bytes do not match the content digest the converter recorded")
+        raise _damaged(name, "its bytes differ from what the converter wrote and recorded in its content digest")
     return True
 
 
 def _damaged(name: str, why: str) -> ModelFileError:
-    return ModelFileError(f"{name}: the file is damaged ({why}); copy it again or re-convert it")
+    return ModelFileError(f"{name}: the file is damaged ({why}; a copy went wrong, or another tool changed it after "
+                          "conversion); copy it again or re-convert it")

@@ -3,7 +3,7 @@
 LiteRT's interpreter trusts most of a model's indices: a flipped bit in a tensor's buffer index, an operator's
 input list or a quantization table can make `allocate_tensors` read out of bounds and abort the process. This
 walks every table the interpreter reads — operator codes, buffers, each subgraph's tensors, operators, inputs and
-outputs, signatures, metadata — and checks each index, length, shape and quantization parameter, so such a file
+outputs, signatures — and checks each index, length, shape and quantization parameter, so such a file
 is refused in one line. What a structure check cannot see (a weight's value, an option's meaning) is left to the
 content digest (edge.seal) for the kit's own files and to the guarded first load (edge.guard) for the others.
 """
@@ -25,8 +25,8 @@ _SIG_INPUTS, _SIG_OUTPUTS, _SIG_SUBGRAPH, _TENSORMAP_INDEX = 0, 1, 4, 1
 
 # Bytes per element of each TensorType (None: variable or packed below a byte, not size-checked)
 _ITEM_BYTES = [4, 2, 4, 1, 8, None, 1, 2, 8, 1, 8, 16, 8, None, None, 4, 2, None, 2, None, None, 1, 1]
-MAX_DIM = 1 << 24            # no real tensor has a dimension past 16 M
-MAX_TENSOR_BYTES = 1 << 32   # nor holds more than 4 GiB
+MAX_DIM = (1 << 31) - 1     # TFLite's dimensions are int32
+MAX_TENSOR_BYTES = 1 << 32   # no tensor the kit can run holds more than 4 GiB
 
 
 def check_structure(data: bytes, name: str) -> None:
@@ -40,7 +40,7 @@ def check_structure(data: bytes, name: str) -> None:
         if not 1 <= version <= 1000 or builtin < 0:
             raise reader.malformed(f"operator code {i} has builtin {builtin}, version {version}")
     buffers = reader.tables(root, _MODEL["buffers"])
-    buffer_sizes = [len(reader.buffer_bytes(b)) for b in buffers]
+    buffer_sizes = [reader.buffer_span(b)[1] for b in buffers]
     subgraphs = reader.tables(root, _MODEL["subgraphs"])
     if not subgraphs:
         raise reader.malformed("it has no subgraph")
@@ -105,7 +105,7 @@ def _check_tensor(reader: FlatReader, where: str, tensor: int, buffer_sizes: lis
         raise reader.malformed(f"{where} has an impossible shape signature")
     kind = _scalar(reader, tensor, _T_TYPE, "<b", 0)
     if not 0 <= kind < len(_ITEM_BYTES):
-        raise reader.malformed(f"{where} has unknown type {kind}")
+        raise reader.malformed(f"{where} has unknown type {kind} (damaged, or a type newer than this kit reads)")
     item = _ITEM_BYTES[kind]
     elements = math.prod(shape)
     if item is not None and elements * item > MAX_TENSOR_BYTES:
@@ -130,8 +130,8 @@ def _check_quantization(reader: FlatReader, where: str, table: int, shape: list[
     for slot in (_Q_MIN, _Q_MAX):
         _positions(reader, table, slot, 4)
     if any(not math.isfinite(s) or s < 0 for s in scales):
-        raise reader.malformed(f"{where} has a quantization scale that is not a finite positive number")
-    if zeros and len(zeros) != len(scales):
+        raise reader.malformed(f"{where} has a quantization scale that is not a finite non-negative number")
+    if zeros and scales and len(zeros) != len(scales):
         raise reader.malformed(f"{where} has {len(scales)} scales but {len(zeros)} zero points")
     if len(scales) > 1:
         axis = _scalar(reader, table, _Q_DIM, "<i", 0)

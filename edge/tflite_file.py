@@ -86,17 +86,26 @@ class FlatReader:
             raise ModelFileError(f"{self.name}: malformed .tflite (a string runs past the end of the file)")
         return self.data[start:start + length].decode("utf-8", "replace")
 
-    def buffer_bytes(self, buffer: int) -> bytes:
+    def buffer_span(self, buffer: int) -> tuple[int, int]:
+        """(start, length) of a Buffer's data, read as LiteRT reads it: the data vector when it is not empty, else
+        (offset, size) past the FlatBuffer when offset > 1 and size > 0 (0 and 1 are exporters' placeholders)."""
         pos = self.field(buffer, _BUFFER_DATA)
         if pos is not None:
             start, length = self.vector(pos)
-        else:  # large models keep buffer data after the FlatBuffer, at (offset, size)
-            off, size = self.field(buffer, _BUFFER_OFFSET), self.field(buffer, _BUFFER_SIZE)
-            if off is None or size is None:
-                return b""
-            start, length = self.unpack("<Q", off), self.unpack("<Q", size)
+            if length:
+                return start, length
+        off, size = self.field(buffer, _BUFFER_OFFSET), self.field(buffer, _BUFFER_SIZE)
+        if off is None or size is None:
+            return 0, 0
+        start, length = self.unpack("<Q", off), self.unpack("<Q", size)
+        if start <= 1 or length == 0:
+            return 0, 0
         if start + length > len(self.data):
             raise ModelFileError(f"{self.name}: truncated .tflite (a buffer runs past the end of the file)")
+        return start, length
+
+    def buffer_bytes(self, buffer: int) -> bytes:
+        start, length = self.buffer_span(buffer)
         return self.data[start:start + length]
 
 

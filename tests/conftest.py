@@ -12,8 +12,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-# The reference's outputs are computed once per session (converters.reference_outputs), shared by the CLI runs the
-# tests start, and never read from an earlier run's cache.
+# The reference's outputs are computed once per session (converters.reference_outputs) and shared by the CLI runs the
+# tests start; a fresh cache folder each session unless REGNETY_KIT_CACHE names one.
 _CACHE = None if "REGNETY_KIT_CACHE" in os.environ else tempfile.mkdtemp(prefix="kit-test-cache-")
 if _CACHE:
     os.environ["REGNETY_KIT_CACHE"] = _CACHE

@@ -15,7 +15,7 @@ def test_outputs_are_cached_keyed_by_inputs_and_weights(source, validation, tmp_
     monkeypatch.setattr(source, "predict", lambda x: calls.append(len(x)) or real(x))
     first = ro.reference_outputs(source, inputs)
     np.testing.assert_array_equal(first, real(inputs))
-    files = list((tmp_path / "reference-outputs").glob("*.npy"))
+    files = list((tmp_path / "reference-outputs").glob("*.npz"))
     assert len(files) == 1 and calls == [8]
 
     ro._memo.clear()  # a new process: read from the folder, said in one line
@@ -40,6 +40,14 @@ def test_outputs_are_cached_keyed_by_inputs_and_weights(source, validation, tmp_
     files[0].write_bytes(b"not numpy at all")  # damaged: computed again, never raised
     np.testing.assert_array_equal(ro.reference_outputs(source, inputs), first)
     assert calls == [8, 8]
+
+    ro._memo.clear()  # a well-formed file whose numbers changed: its stored SHA-256 no longer matches
+    with np.load(files[0]) as stored:
+        tampered = {"outputs": stored["outputs"] + np.float32(1), "sha256": stored["sha256"]}
+    with open(files[0], "wb") as f:
+        np.savez(f, **tampered)
+    np.testing.assert_array_equal(ro.reference_outputs(source, inputs), first)
+    assert calls == [8, 8, 8]
 
 
 def test_the_cache_can_be_turned_off(source, validation, tmp_path, monkeypatch):

@@ -4,6 +4,7 @@
 import hashlib
 import json
 import os
+import re
 import signal
 import time
 
@@ -99,7 +100,7 @@ def _quantize(s, tensor, scales, zeros, axis=0):
     (lambda s, m: _set(m.buffers[1], "data", np.zeros(5, np.uint8)), "5 bytes of data for shape"),
     (lambda s, m: _quantize(s, m.subgraphs[0].tensors[0], [0.1, 0.2, 0.3], [0, 0, 0], 1), "per-channel scales"),
     (lambda s, m: _quantize(s, m.subgraphs[0].tensors[0], [0.1], [0, 0]), "1 scales but 2 zero points"),
-    (lambda s, m: _quantize(s, m.subgraphs[0].tensors[0], [float("nan")], [0]), "not a finite positive"),
+    (lambda s, m: _quantize(s, m.subgraphs[0].tensors[0], [float("nan")], [0]), "not a finite non-negative"),
     (lambda s, m: _set(m.operatorCodes[0], "version", 0), "version 0"),
     (lambda s, m: _set(m, "subgraphs", []), "no subgraph"),
 ])
@@ -110,8 +111,26 @@ def test_the_structure_check_names_what_is_out_of_place(tmp_path, change, messag
     assert message in str(err.value)
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(data)
-    with pytest.raises(ModelFileError, match=message.split()[0]):  # load() checks before any runtime
+    with pytest.raises(ModelFileError, match="malformed .*" + re.escape(message)):  # load() checks before any runtime
         load(bad)
+
+
+def _offset_placeholder(s, m):
+    """An exporter's placeholder for data stored past the FlatBuffer: offset 1, size 1 means none."""
+    m.buffers[1].offset, m.buffers[1].size = 1, 1
+
+
+@pytest.mark.parametrize("change", [
+    lambda s, m: _set(m.subgraphs[0].tensors[1], "shape", [1, 1 << 25]),    # a long dimension (raw audio)
+    lambda s, m: _quantize(s, m.subgraphs[0].tensors[0], [], [0]),          # zero points without scales
+    _offset_placeholder,
+], ids=["long-dimension", "zero-points-only", "offset-placeholder"])
+def test_files_litert_accepts_pass_the_structure_check(tmp_path, change):
+    from ai_edge_litert.interpreter import Interpreter
+
+    data = _mutated_relu(tmp_path, change)
+    Interpreter(model_content=data).allocate_tensors()  # LiteRT itself takes it
+    check_structure(data, "ok.tflite")
 
 
 def test_the_structure_check_passes_real_files_and_bad_vtables_are_caught(converted, portable, tmp_path):
@@ -148,14 +167,37 @@ def test_a_hang_in_the_guarded_first_load_is_stopped_and_named():
 
 def test_a_file_that_passed_is_not_tried_again_and_python_errors_are_left_to_the_caller():
     data = os.urandom(32)
-    guard.first_load("m", data, lambda: None)
-    guard.first_load("m", data, _crash)  # remembered by content: not loaded in a child again
+    guard.first_load("m", data, lambda: None, key="xnnpack")
+    guard.first_load("m", data, _crash, key="xnnpack")  # remembered by content and options: not loaded again
+    with pytest.raises(ModelFileError, match="crashed"):  # the same file with other options is tried again
+        guard.first_load("m", data, _crash, key="builtin")
     guard.first_load("m", os.urandom(32), lambda: 1 / 0)  # the caller's own load raises this one, with its message
+
+
+def test_a_child_that_exits_abnormally_or_runs_out_of_memory_is_one_line():
+    with pytest.raises(ModelFileError, match=r"the runtime exited with status 7 loading m\.tflite: native says no"):
+        guard.first_load("m.tflite", os.urandom(32), lambda: (os.write(2, b"native says no\n"), os._exit(7)))
+
+    def allocate():
+        raise MemoryError("std::bad_alloc")
+
+    with pytest.raises(ModelFileError, match=r"m\.tflite: loading it needs more memory"):
+        guard.first_load("m.tflite", os.urandom(32), allocate)
+
+
+def test_the_child_s_memory_cap_never_exceeds_the_hard_limit(monkeypatch):
+    import resource
+
+    calls = []
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1 << 30, 1 << 31))
+    monkeypatch.setattr(resource, "setrlimit", lambda which, limits: calls.append(limits))
+    guard._limit_memory(1 << 20)
+    assert calls == [(1 << 31, 1 << 31)]
 
 
 def test_a_foreign_file_is_guarded_and_a_kit_file_is_not(converted, tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr("edge.runtime.first_load", lambda name, data, attempt: calls.append(name))
+    monkeypatch.setattr("edge.runtime.first_load", lambda name, data, attempt, key: calls.append(name))
     path, _ = converted("int8")
     load(path)
     assert calls == []
