@@ -8,7 +8,9 @@ Grouped-conv lowerings, each registered once with its inverse (`LOWERINGS`, `res
 
 - ``native``:    left as it is (TFLite CONV_2D op version 6, ONNX Conv with ``group``);
 - ``split``:     split the input channels into G parts, one plain conv per part, concatenate (axis 3, and a padded
-                 conv's PAD moved after the split, one per part: the form Arm NN runs too, docs/lowering.md);
+                 conv's PAD moved after the split, one per part: the form Arm NN runs too, docs/lowering.md; the
+                 conv's batch norm and ReLU copied into each part, where the TFLite converter folds them; two groups
+                 per conv where a conv has many groups, `GROUPS_PER_CONV`);
 - ``depthwise``: a DepthwiseConv2D, when every group has one input channel (group width 1);
 - ``dense``:     one plain conv whose kernel is block-diagonal (G times the MACs, runs everywhere).
 
@@ -27,6 +29,7 @@ Trace rules (`TRACE_RULES`, `traceable`): grouped convs, Normalization and exact
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -154,7 +157,13 @@ def lower_grouped_convs(model, lowering: str):
     rule = Rule(f"grouped conv -> {lowering}",
                 lambda layer: _is_grouped(layer) and _lowering_of(layer, lowering).rewrite is not None,
                 lambda layer, x: _lowering_of(layer, lowering).rewrite(layer, x))
-    return rewrite(model, [rule], f"{model.name}_{lowering}")
+    rules = [rule]
+    if lowering == "split":  # the per-channel layers after each split conv move into its groups (see _split)
+        moved = {m.name for layer in model.layers if _is_grouped(layer) and _lowering_of(layer, lowering) is
+                 LOWERINGS["split"] for m in _per_channel_chain(layer)}
+        rules.insert(0, Rule("per-channel layer moved into the groups", lambda layer: layer.name in moved,
+                             lambda layer, x: x))
+    return rewrite(model, rules, f"{model.name}_{lowering}")
 
 
 def restore_grouped_weights(lowered, model, lowering: str) -> None:
@@ -162,9 +171,13 @@ def restore_grouped_weights(lowered, model, lowering: str) -> None:
     lowering's registered inverse (split convs concatenated, depthwise kernels reshaped, dense kernels' diagonal
     blocks; their off-diagonal blocks are dropped)."""
     get_lowering(lowering)
+    names = {layer.name for layer in lowered.layers}
     for layer in model.layers:
         if _is_grouped(layer):
             layer.set_weights(_lowering_of(layer, lowering).restore(layer, lowered))
+        elif layer.weights and layer.name not in names:  # a per-channel layer the split moved into its groups
+            layer.set_weights([np.concatenate(parts) for parts in zip(*(
+                lowered.get_layer(name).get_weights() for name in _part_names(layer.name, names)))])
         elif layer.weights:
             layer.set_weights(lowered.get_layer(layer.name).get_weights())
 
@@ -256,10 +269,27 @@ def _weights_of(lowered, layer) -> list:
     return lowered.get_layer(layer.name).get_weights()
 
 
+def _part_names(name: str, names) -> list[str]:
+    """The names `{name}_g0`, `{name}_g1`, ... present in `names`, in order."""
+    parts = []
+    while f"{name}_g{len(parts)}" in names:
+        parts.append(f"{name}_g{len(parts)}")
+    return parts
+
+
 def _restore_split(layer, lowered) -> list:
-    parts = [lowered.get_layer(f"{layer.name}_g{i}").get_weights() for i in range(layer.groups)]
-    return [np.concatenate([p[0] for p in parts], axis=-1)] + (
-        [np.concatenate([p[1] for p in parts])] if layer.use_bias else [])
+    """Each part's kernel is `groups per part` groups block-diagonally (one group when not blocked): keep the
+    diagonal blocks."""
+    names = {lowered_layer.name for lowered_layer in lowered.layers}
+    kernels, biases = [], []
+    for name in _part_names(layer.name, names):
+        weights = lowered.get_layer(name).get_weights()
+        cin_g = layer.kernel.shape[2]
+        per_part = weights[0].shape[2] // cin_g
+        cout_g = weights[0].shape[3] // per_part
+        kernels += [weights[0][:, :, i * cin_g:(i + 1) * cin_g, i * cout_g:(i + 1) * cout_g] for i in range(per_part)]
+        biases += weights[1:]
+    return [np.concatenate(kernels, axis=-1)] + ([np.concatenate(biases)] if layer.use_bias else [])
 
 
 def _restore_reshaped(layer, lowered) -> list:
@@ -295,26 +325,126 @@ def _zero_padded(x):
     return x, None
 
 
+def _single_consumer(layer):
+    """The one layer that reads `layer`'s one output, or None."""
+    nodes = getattr(layer, "_outbound_nodes", [])
+    if len(getattr(layer, "_inbound_nodes", [])) != 1 or len(nodes) != 1:
+        return None
+    return nodes[0].operation
+
+
+def _is_per_channel(layer) -> bool:
+    """A layer that acts on each channel alone (so it commutes with a channel split): an inference or training
+    BatchNormalization over the last axis, a ReLU, an elementwise activation."""
+    from keras import layers
+
+    if isinstance(layer, layers.BatchNormalization):
+        return layer.axis in (-1, 3) and not getattr(layer, "synchronized", False)
+    if type(layer) is layers.Activation:  # elementwise, unless it normalizes over the channels
+        return getattr(layer.activation, "__name__", "") not in ("softmax", "log_softmax")
+    return type(layer) is layers.ReLU
+
+
+def _per_channel_chain(layer) -> list:
+    """The per-channel layers that follow `layer` one after the other, each the only reader of the one before."""
+    chain, current = [], layer
+    while (after := _single_consumer(current)) is not None and _is_per_channel(after) \
+            and len(after._inbound_nodes) == 1:
+        chain.append(after)
+        current = after
+    return chain
+
+
+def _per_part(layer, i: int, x, channels: slice):
+    """A copy of the per-channel `layer` for the channels `channels` (its part i), called on x."""
+    config = dict(layer.get_config(), name=f"{layer.name}_g{i}")
+    part = layer.__class__.from_config(config)
+    y = part(x)
+    if layer.weights:
+        part.set_weights([w[channels] for w in layer.get_weights()])
+    return y
+
+
+# Groups per conv of the split form: (fewest groups, groups per conv), the first whose count the grouped conv reaches
+# wins; fewer groups than all: one group per conv. Several groups in one plain conv (its kernel block-diagonal over
+# them, as the dense form's) trade MACs for fewer, larger ops. Measured on the builtin kernels (RegNetY-200MF,
+# benchmarks/portable_ops.md): two groups per conv for stage 4's 46 groups (7x7 maps at 224; 23 convs per layer instead
+# of 46) made int8 4% faster and float32 2% slower; more groups per conv, or blocking the layers of 3, 7 or 19 groups,
+# was slower (float32 up to 15x per layer). Keyed on the group count, not the map size, so that one model lowered at two
+# input sizes (training.reference trains at a low size, then at 224) has the same weights.
+GROUPS_PER_CONV: tuple[tuple[int, int], ...] = ((40, 2),)
+
+
+@functools.cache
+def _block_diagonal_constraint():
+    """A kernel constraint that keeps a block-diagonal kernel block-diagonal: Keras applies it after every training
+    update, so a blocked conv trains as the grouped conv it stands for (the off-diagonal blocks stay exact zeros)."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="converters.rewrite")
+    class BlockDiagonal(keras.constraints.Constraint):
+        def __init__(self, groups: int):
+            self.groups = groups
+
+        def __call__(self, w):
+            kh, kw, cin, cout = w.shape
+            mask = block_diagonal_kernel(np.ones((kh, kw, cin // self.groups, cout), np.float32), self.groups)
+            return w * keras.ops.convert_to_tensor(mask, dtype=w.dtype)
+
+        def get_config(self):
+            return {"groups": self.groups}
+
+    return BlockDiagonal
+
+
+def _groups_per_conv(groups: int) -> int:
+    """The groups per conv for a conv of `groups` groups: the largest divisor of `groups` not above the count
+    GROUPS_PER_CONV gives it (SPLIT cuts equal parts)."""
+    limit = next((k for fewest, k in GROUPS_PER_CONV if groups >= fewest), 1)
+    return max(k for k in range(1, min(limit, groups) + 1) if groups % k == 0)
+
+
 @register_lowering("split", "split the input channels in G parts, one plain conv each, concatenate", _restore_split)
 def _split(layer, x):
     """SPLIT on the channel axis written as a positive index (3, not -1), and a grouped conv's explicit zero padding
     moved after the split, one PAD right before each group's conv: Arm NN's TfLiteParser reads the axis as unsigned
     and crashes on -1, and it pads int8 tensors with 0 instead of the zero point unless it folds the PAD into the conv
     it feeds (docs/lowering.md). Both are exact: channels split the same at either index, and padding commutes with
-    the split."""
+    the split.
+
+    The per-channel layers after the grouped conv (its BatchNormalization and ReLU) move into the groups too, one
+    copy per group with that group's channels of their weights, before the CONCATENATION: TensorFlow's converter
+    folds a batch norm into the conv right before it, but not through a concatenation, where it stayed as a MUL and
+    an ADD. Exact in inference and in training alike (a batch norm's statistics are per channel);
+    `restore_grouped_weights` concatenates the copies back.
+
+    Where `GROUPS_PER_CONV` asks for it, each conv takes several consecutive groups (a block-diagonal kernel over
+    them): fewer, larger ops for more MACs, exact in float as the dense form."""
     from keras import layers, ops
 
     kernel, bias = _kernel_and_bias(layer)
-    out_per_group = kernel.shape[-1] // layer.groups
+    groups = layer.groups
+    out_per_group = kernel.shape[-1] // groups
     source, padding = _zero_padded(x)
+    per_conv = _groups_per_conv(groups)
+    chain = _per_channel_chain(layer)
     outputs = []
-    for i, part in enumerate(ops.split(source, layer.groups, axis=len(source.shape) - 1)):
+    for i, part in enumerate(ops.split(source, groups // per_conv, axis=len(source.shape) - 1)):
         if padding is not None:
             part = layers.ZeroPadding2D(padding, name=f"{layer.name}_g{i}_pad")(part)
-        cols = slice(i * out_per_group, (i + 1) * out_per_group)
-        conv = _conv_like(layer, out_per_group, f"{layer.name}_g{i}")
-        outputs.append(_apply(conv, part, kernel[..., cols], None if bias is None else bias[cols]))
-    return layers.Concatenate(axis=-1, name=f"{layer.name}_concat")(outputs)
+        cols = slice(i * per_conv * out_per_group, (i + 1) * per_conv * out_per_group)
+        part_kernel = kernel[..., cols]
+        if per_conv > 1:
+            part_kernel = block_diagonal_kernel(part_kernel, per_conv)
+        conv = _conv_like(layer, per_conv * out_per_group, f"{layer.name}_g{i}")
+        if per_conv > 1:
+            conv.kernel_constraint = _block_diagonal_constraint()(per_conv)
+        y = _apply(conv, part, part_kernel, None if bias is None else bias[cols])
+        for after in chain:
+            y = _per_part(after, i, y, cols)
+        outputs.append(y)
+    name = chain[-1].name if chain else layer.name
+    return layers.Concatenate(axis=-1, name=f"{name}_concat")(outputs)
 
 
 @register_lowering("depthwise", "a DepthwiseConv2D, when every group has one input channel", _restore_reshaped)

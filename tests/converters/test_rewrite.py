@@ -47,8 +47,11 @@ def test_whole_model_lowerings_are_exact(reference, lowering):
     assert not has_grouped(lowered) and has_grouped(model)
     assert len(grouped_convs(model)) == sum(s.depth for s in spec.stages)  # one 3x3 grouped conv per block
     assert max_rel_error(lowered.predict(x, verbose=0), expected) <= RTOL
-    if lowering == "split":
-        assert lowered.count_params() == model.count_params()
+    if lowering == "split":  # the same weights, and the exact zeros of the convs that take several groups (stage 4)
+        blocked = [l for l in lowered.layers if getattr(l, "kernel_constraint", None) is not None]
+        zeros = sum(np.prod(l.kernel.shape) // l.kernel_constraint.groups * (l.kernel_constraint.groups - 1)
+                    for l in blocked)
+        assert lowered.count_params() == model.count_params() + zeros
 
 
 def test_dense_lowering_costs_g_times_the_weights(reference):
@@ -108,6 +111,68 @@ def test_split_pads_each_group_right_before_its_conv():
             assert max_rel_error(a, b) <= RTOL
 
 
+def _grouped_bn_relu(groups=6, channels=12, extra_reader=False):
+    """pad -> grouped conv (stride 2) -> BN -> ReLU -> 1x1 conv, random weights and BN statistics."""
+    inputs = keras.Input((9, 9, channels))
+    y = layers.ZeroPadding2D(1, name="pad")(inputs)
+    conv = layers.Conv2D(channels, 3, strides=2, groups=groups, use_bias=False, name="gconv")(y)
+    bn = layers.BatchNormalization(name="bn")(conv)
+    y = layers.Conv2D(4, 1, name="after")(layers.ReLU(name="relu")(bn))
+    outputs = [y, layers.Activation("sigmoid", name="other")(bn)] if extra_reader else y
+    return randomized(keras.Model(inputs, outputs))
+
+
+def test_split_moves_the_batch_norm_and_relu_into_each_group_exactly(monkeypatch):
+    """The grouped conv's BN and ReLU become one copy per group before the CONCATENATION (where TensorFlow's converter
+    folds each BN into its conv, as it cannot through the concatenation): exact in inference and in training."""
+    from converters import rewrite as rw
+
+    monkeypatch.setattr(rw, "GROUPS_PER_CONV", ())  # one group per conv
+    model = _grouped_bn_relu()
+    x = np.random.default_rng(6).standard_normal((4, 9, 9, 12)).astype(np.float32)
+    lowered = lower_grouped_convs(model, "split")
+    names = [l.name for l in lowered.layers]
+    assert "bn" not in names and "relu" not in names
+    assert [n for n in names if n.startswith(("bn_g", "relu_g"))] == [f"bn_g{i}" for i in range(6)] + [
+        f"relu_g{i}" for i in range(6)]
+    assert lowered.count_params() == model.count_params()
+    assert max_rel_error(lowered.predict(x, verbose=0), model.predict(x, verbose=0)) <= RTOL
+    # training mode: batch statistics are per channel, so the per-group copies compute the same
+    assert max_rel_error(np.asarray(lowered(x, training=True)), np.asarray(model(x, training=True))) <= RTOL
+    # a BN another layer also reads moves, and the chain ends there: the ReLU stays after the concatenation
+    shared = _grouped_bn_relu(extra_reader=True)
+    lowered = lower_grouped_convs(shared, "split")
+    names = [l.name for l in lowered.layers]
+    assert "bn" not in names and "bn_g0" in names and "relu" in names and "relu_g0" not in names
+    for a, b in zip(lowered.predict(x, verbose=0), shared.predict(x, verbose=0)):
+        assert max_rel_error(a, b) <= RTOL
+
+
+@pytest.mark.parametrize("per_conv", [2, 3, 4, 6])
+def test_blocked_split_is_exact_and_restores(monkeypatch, per_conv):
+    """Several groups per conv (a block-diagonal kernel over them; 4 does not divide 6: 3 are taken)."""
+    from converters import rewrite as rw
+
+    model = _grouped_bn_relu()
+    monkeypatch.setattr(rw, "GROUPS_PER_CONV", ((6, per_conv),))  # convs of at least 6 groups
+    lowered = lower_grouped_convs(model, "split")
+    taken = 3 if per_conv == 4 else per_conv
+    parts = [l for l in lowered.layers if l.name.startswith("gconv_g") and not l.name.endswith("_pad")]
+    assert len(parts) == 6 // taken and all(p.kernel.shape[2:] == (2 * taken, 2 * taken) for p in parts)
+    x = np.random.default_rng(8).standard_normal((2, 9, 9, 12)).astype(np.float32)
+    assert max_rel_error(lowered.predict(x, verbose=0), model.predict(x, verbose=0)) <= RTOL
+    target = keras.models.clone_model(model)
+    restore_grouped_weights(lowered, target, "split")
+    assert max_rel_error(target.predict(x, verbose=0), model.predict(x, verbose=0)) <= RTOL
+    # training keeps the blocks' off-diagonal parts exact zeros (a kernel constraint), so it trains the grouped conv
+    lowered.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", jit_compile=False)
+    lowered.fit(x, np.ones((2, 5, 5, 4), np.float32), epochs=2, verbose=0)
+    restore_grouped_weights(lowered, target, "split")
+    assert max_rel_error(target.predict(x, verbose=0), lowered.predict(x, verbose=0)) <= RTOL
+    again = dense_as_conv(keras.Model(lowered.inputs, layers.Dense(3, name="head")(lowered.outputs[0])))
+    assert again.get_layer(parts[0].name).kernel_constraint.get_config() == {"groups": taken}  # kept by clones
+
+
 def test_dense_layers_as_1x1_convs_compute_the_same():
     inputs = keras.Input((6, 6, 5))
     y = layers.Dense(7, activation="relu", name="pointwise")(inputs)  # on a feature map: a 1x1 conv as it is
@@ -159,6 +224,9 @@ def test_weights_trained_in_a_lowering_fold_back_into_the_grouped_model(referenc
     model, x, _, _ = reference
     lowered = lower_grouped_convs(model, lowering)
     randomized(lowered, seed=7)  # stands in for training
+    for layer in lowered.layers:  # the blocked split convs' constraint, as training applies it after each update
+        if getattr(layer, "kernel_constraint", None) is not None:
+            layer.kernel.assign(layer.kernel_constraint(layer.kernel))
     if lowering == "dense":  # training keeps the off-diagonal blocks at zero
         for g in grouped_convs(model):
             layer = lowered.get_layer(g.name)
