@@ -33,24 +33,28 @@ def seal(data: bytes) -> tuple[bytes, str]:
 
 
 def verify(data: bytes, name: str, record: dict | None) -> bool:
-    """True when the file carries its digest and the digest matches; False for a file without one (written by
-    another tool or an older kit). ModelFileError naming the file as damaged when the bytes changed."""
-    found = list(_PATTERN.finditer(data))
-    version = record.get("metadata_version") if isinstance(record, dict) else None
-    sealed_record = isinstance(version, int) and version >= SEALED_SINCE
-    if not found:
-        if sealed_record or (isinstance(record, dict) and FIELD in record):
+    """True when the file's record carries its digest and the digest matches; False for a file whose record makes no
+    such claim (written by another tool or an older kit, or with no kit record at all). ModelFileError naming the file
+    as damaged when the bytes changed, or when a record that must carry the digest does not."""
+    if not isinstance(record, dict):
+        return False
+    expected = record.get(FIELD)
+    version = record.get("metadata_version")
+    if expected is None:
+        if isinstance(version, int) and version >= SEALED_SINCE:
             raise _damaged(name, "its record's content digest is missing or unreadable")
         return False
-    if len(found) > 1:
-        raise _damaged(name, f"it holds {len(found)} content digests, where the kit writes one")
-    start, end = found[0].span(1)
-    expected = found[0].group(1).decode()
+    if not isinstance(expected, str) or not re.fullmatch(r"[0-9a-f]{64}", expected):
+        raise _damaged(name, "its record's content digest is not a SHA-256")
+    where = [m.span(1) for m in _PATTERN.finditer(data) if m.group(1).decode() == expected]
+    if len(where) != 1:
+        raise _damaged(name, f"its record's content digest appears {len(where)} times in the file, where the kit "
+                             "writes it once")
+    start, end = where[0]
     digest = hashlib.sha256(memoryview(data)[:start])
     digest.update(PLACEHOLDER.encode())
     digest.update(memoryview(data)[end:])
-    actual = digest.hexdigest()
-    if actual != expected or (isinstance(record, dict) and record.get(FIELD) != expected):
+    if digest.hexdigest() != expected:
         raise _damaged(name, "its bytes differ from what the converter wrote and recorded in its content digest")
     return True
 
