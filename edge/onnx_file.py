@@ -281,10 +281,16 @@ def parse_model(data: bytes, name: str = "model") -> OnnxModel:
 
 def read_onnx(path: str | Path) -> OnnxModel:
     """The structure of an .onnx file, after checking that it is a file of a plausible size."""
+    return read_onnx_bytes(path)[0]
+
+
+def read_onnx_bytes(path: str | Path) -> tuple[OnnxModel, bytes]:
+    """read_onnx's structure and the bytes it was read from (the runtime checks them too: read once)."""
     path = Path(path)
     require_model_file(path)
     size = path.stat().st_size
     if size > MAX_MODEL_BYTES:
         raise ModelFileError(f"{path}: {size:,} bytes is larger than one ONNX protobuf can be (2 GiB); keep the "
                              f"weights in external data files")
-    return parse_model(path.read_bytes(), str(path))
+    data = path.read_bytes()
+    return parse_model(data, str(path)), data

@@ -20,7 +20,7 @@ from edge.capture import captured_native_output
 from edge import seal
 from edge.errors import ConfigError, KitError, MissingExtraError, first_line
 from edge.guard import first_load
-from edge.onnx_file import read_onnx
+from edge.onnx_file import read_onnx_bytes
 from edge.tflite_check import check_structure
 from edge.tflite_file import METADATA_NAME, ModelFileError, metadata_buffers, read_model_bytes, require_model_file
 
@@ -274,17 +274,6 @@ def _run_once(interpreter) -> None:
     interpreter.invoke()
 
 
-def _onnx_custom_metadata(session, path: Path) -> dict[str, str]:
-    """The model's metadata_props as ONNX Runtime reads them. Bytes that are not UTF-8 make its map raise
-    UnicodeDecodeError: then the kit's own reader names the entry, as a ModelFileError."""
-    try:
-        return dict(session.get_modelmeta().custom_metadata_map)
-    except UnicodeDecodeError:
-        pass
-    read_onnx(path)  # raises, naming the entry whose bytes are not text
-    raise ModelFileError(f"{path}: its metadata is not valid UTF-8 text; re-convert the model")
-
-
 def _onnx_session(path: Path, options: RuntimeOptions):
     import onnxruntime as ort
 
@@ -318,8 +307,7 @@ def _load_onnx(path: Path, options: RuntimeOptions, guard: bool) -> Runner:
         import onnxruntime as ort
     except ImportError:
         raise MissingExtraError("onnxruntime") from None
-    parsed = read_onnx(path)  # the kit's own bounds-checked reader (the model's structure), before ONNX Runtime
-    data = path.read_bytes()
+    parsed, data = read_onnx_bytes(path)  # the kit's own bounds-checked reader (the structure), before ONNX Runtime
     record = _kit_metadata(parsed.metadata.get(METADATA_NAME), path)
     if not seal.verify(data, str(path), record) and guard:
         first_load(str(path), data, lambda: _run_onnx_once(_onnx_session(path, options)), key=repr(options))
@@ -328,7 +316,6 @@ def _load_onnx(path: Path, options: RuntimeOptions, guard: bool) -> Runner:
     seconds = time.perf_counter() - start
     inputs, outputs = session.get_inputs(), session.get_outputs()
     _one_input_one_output(path, inputs, outputs)
-    metadata = _kit_metadata(_onnx_custom_metadata(session, path).get(METADATA_NAME), path)
 
     def info(arg) -> TensorInfo:
         dtype = {"tensor(float)": "float32", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}.get(arg.type, arg.type)
@@ -339,5 +326,5 @@ def _load_onnx(path: Path, options: RuntimeOptions, guard: bool) -> Runner:
     except UnicodeDecodeError:  # ONNX Runtime's Python binding decodes names as UTF-8
         raise ModelFileError(f"{path}: its input or output name is not UTF-8 text; the file is damaged: convert or "
                              "copy it again") from None
-    return Runner(path, "onnx", f"onnxruntime {ort.__version__} ({options.threads} threads)", *described, metadata,
+    return Runner(path, "onnx", f"onnxruntime {ort.__version__} ({options.threads} threads)", *described, record,
                   seconds, session)

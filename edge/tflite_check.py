@@ -62,12 +62,8 @@ def _scalar(reader: FlatReader, table: int, index: int, fmt: str, default):
 
 
 def _ints(reader: FlatReader, table: int, index: int, fmt: str = "<i") -> list[int]:
-    pos = reader.field(table, index)
-    if pos is None:
-        return []
     size = 8 if fmt[-1] in "qQ" else 4
-    start, length = reader.vector(pos, size)
-    return [reader.unpack(fmt, start + size * i) for i in range(length)]
+    return [reader.unpack(fmt, pos) for pos in _positions(reader, table, index, size)]
 
 
 def _check_indices(reader: FlatReader, where: str, indices: list[int], count: int, optional: bool) -> None:

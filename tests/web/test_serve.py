@@ -1,9 +1,8 @@
 """web_demo/serve.py, the local server of `make web-demo` and of the browser test: loopback only, the page's files
 and mounted folders, cross-origin isolation headers (the WASM runtimes' threads need them), nothing outside."""
 
+import http.client
 import importlib.util
-import urllib.error
-import urllib.request
 
 import pytest
 
@@ -20,25 +19,32 @@ def server(tmp_path):
     (tmp_path / "secret.txt").write_text("outside")
     srv = serve.make_server(0, {"/models/": tmp_path / "models"})
     serve.serve_in_thread(srv)
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    assert srv.server_address[0] == "127.0.0.1"  # loopback only
+    yield srv.server_address[1]
     srv.shutdown()
     srv.server_close()
 
 
+def get(port: int, path: str) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """One GET to the test's own server in this process, on the loopback address (no proxy, nothing downloaded)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        connection.close()
+
+
 def test_serves_the_page_and_mounts_isolated_on_loopback(server):
-    assert server.startswith("http://127.0.0.1:")
-    with urllib.request.urlopen(server + "/index.html") as page:
-        assert b'<script type="module" src="app.js">' in page.read()
-        assert page.headers["Cross-Origin-Opener-Policy"] == "same-origin"
-        assert page.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
-    with urllib.request.urlopen(server + "/models/m.tflite") as model:
-        assert model.read() == b"model bytes"
-    with urllib.request.urlopen(server + "/app.js") as script:
-        assert script.headers["Content-Type"].startswith("text/javascript")
+    status, headers, body = get(server, "/index.html")
+    assert status == 200 and b'<script type="module" src="app.js">' in body
+    assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
+    assert headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+    assert get(server, "/models/m.tflite")[2] == b"model bytes"
+    assert get(server, "/app.js")[1]["Content-Type"].startswith("text/javascript")
 
 
 @pytest.mark.parametrize("path", ["/models/../secret.txt", "/models/%2e%2e/secret.txt", "/models/missing.onnx"])
 def test_nothing_outside_a_mount(server, path):
-    with pytest.raises(urllib.error.HTTPError) as error:
-        urllib.request.urlopen(server + path)
-    assert error.value.code == 404
+    assert get(server, path)[0] == 404
