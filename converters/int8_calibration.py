@@ -1,9 +1,10 @@
 """How full int8 is calibrated (`--calibration METHOD`): the methods, and the float rewrite they make first.
 
-Methods (measured on the reference checkpoint and RegNetY-800MF: docs/drift.md, "int8 calibration methods").
-ONNX_DEFAULT is the best measured on both. TFLITE_DEFAULT stays minmax: equalize+bias measures better on both, but
-with a deliberately bad calibration set (constant images) it is far worse than minmax (tests/converters/test_convert's
-keep-float auto test needs 128 float tensors instead of 4-16), so it is opt-in until equalization guards against that.
+Methods (measured on the reference checkpoint, RegNetY-800MF and ConvNeXt-Tiny: docs/drift.md, "int8 calibration
+methods"; `benchmarks/int8_calibration.py`). Both defaults are `bias+mse`: on the reference it is within 0.12 dB of
+the best row (`equalize+bias+mse`) in both formats, and it leaves out equalization, which with a deliberately bad
+calibration set (constant images) is far worse than min/max (tests/converters/test_convert's keep-float auto test
+needs 128 float tensors instead of 4-16).
 - `minmax`: the converter's own calibration as it is (TFLiteConverter / ONNX Runtime MinMax): the plain
   converter's bytes.
 - `equalize`: cross-layer equalization of the float model first (converters.equalize, activation-aware: each
@@ -12,7 +13,9 @@ keep-float auto test needs 128 float tensors instead of 4-16), so it is opt-in u
   the mean shift its int8 weights cause on the calibration images. Changes the float model slightly, on purpose.
 - `percentile` (ONNX only): ONNX Runtime's percentile calibrator (99.999th percentile of |activation|) instead of
   min/max.
-- combinations, joined with "+" in the order equalize, bias, percentile (e.g. `equalize+percentile`).
+- `mse`: each activation range shrunk to the one with the least quantization error on the calibration images
+  (converters.activation_ranges; TFLite: converters.tflite_ranges, ONNX: ONNX Runtime's TensorQuantOverrides).
+- combinations, joined with "+" in the order equalize, bias, then one of percentile / mse (e.g. `equalize+mse`).
 
 A method that cannot run on a model says so and falls back to the nearest method that can (equalization needs a
 Keras model with conv -> ReLU -> conv pairs: ConvNeXt has none, a SavedModel has no Keras layers); the record
@@ -25,11 +28,19 @@ from dataclasses import asdict, dataclass, replace
 
 from edge.errors import ConfigError
 
-TFLITE_METHODS = ("minmax", "equalize", "bias", "equalize+bias")
-ONNX_METHODS = ("minmax", "percentile", "equalize", "bias", "equalize+bias", "equalize+percentile", "bias+percentile",
-                "equalize+bias+percentile")
-TFLITE_DEFAULT = "minmax"          # equalize+bias measures better but amplifies a bad calibration set (module doc)
-ONNX_DEFAULT = "bias+percentile"
+REWRITES = ("", "equalize", "bias", "equalize+bias")       # float rewrites before conversion
+TFLITE_RANGES = ("", "mse")                                 # how activation ranges are chosen ("": min/max)
+ONNX_RANGES = ("", "percentile", "mse")
+
+
+def _methods(ranges: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple("+".join(p for p in (rewrite, chosen) if p) or "minmax" for chosen in ranges for rewrite in REWRITES)
+
+
+TFLITE_METHODS = _methods(TFLITE_RANGES)
+ONNX_METHODS = _methods(ONNX_RANGES)
+TFLITE_DEFAULT = "bias+mse"   # the best measured without equalization, which amplifies a bad calibration set (doc)
+ONNX_DEFAULT = "bias+mse"
 EQUALIZE_ALPHA = 0.5   # t_c = sqrt(consumer weight range / activation range): measured best of 0.3, 0.5 (docs/drift.md)
 PERCENTILE = 99.999    # ONNX Runtime's percentile calibrator; 99.99 measured worse (docs/drift.md)
 
@@ -65,6 +76,10 @@ def join(methods: list[str]) -> str:
 
 def uses_percentile(record: CalibrationRecord) -> bool:
     return "percentile" in parts(record.used)
+
+
+def uses_mse(record: CalibrationRecord) -> bool:
+    return "mse" in parts(record.used)
 
 
 def equalized_lowered(lowered, job, method: str, default: str):

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from calibration.representative import Prepared
 from converters import cli
 from converters.int8_calibration import (ONNX_DEFAULT, ONNX_METHODS, PERCENTILE, check_method, equalized_lowered,
-                                         uses_percentile)
+                                         uses_mse, uses_percentile)
 from converters.metadata import embed_onnx
 from converters.onnx_export import DEFAULT_OPSET, grouped_conv_nodes, to_onnx
 from converters.onnx_quantize import ACTIVATIONS, KernelCheck, kernel_check, quantize_int8
@@ -96,7 +96,8 @@ class OnnxExporter:
         if job.plan.precision == "int8":
             percentile = PERCENTILE if uses_percentile(calibration) else None
             proto = quantize_int8(proto, job.plan.calibration, self.options.activations,
-                                  reduce_range=self.options.reduce_range, percentile=percentile)
+                                  reduce_range=self.options.reduce_range, percentile=percentile,
+                                  mse=uses_mse(calibration))
             facts.activations, facts.reduce_range = self.options.activations, self.options.reduce_range
             facts.calibration = calibration.to_dict()
         facts.ops = sorted({n.op_type for n in proto.graph.node})
@@ -142,7 +143,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "on x86 CPUs without VNNI (docs/drift.md)")
     parser.add_argument("--calibration", default=ONNX_DEFAULT, choices=ONNX_METHODS,
                         help="with --int8: how activations are calibrated. minmax: ONNX Runtime's min/max; "
-                             f"percentile: its {PERCENTILE}th percentile; equalize: cross-layer equalization of the "
+                             f"percentile: its {PERCENTILE}th percentile; mse: each activation range shrunk to the "
+                             "least quantization error; equalize: cross-layer equalization of the "
                              "float model first (exact in float); bias: bias correction of the int8 weights; joined "
                              "with + to combine "
                              f"(default {ONNX_DEFAULT}; measured in docs/drift.md)")

@@ -7,6 +7,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from calibration.representative import Prepared
 from converters.onnx_export import INPUT_NAME
 from converters.pipeline import Job
@@ -28,14 +30,16 @@ CALIBRATION_WINDOW = 4
 
 
 def quantize_int8(proto, calibration: Prepared, activations: str = "int8", window: int | None = CALIBRATION_WINDOW,
-                  reduce_range: bool = False, percentile: float | None = None):
+                  reduce_range: bool = False, percentile: float | None = None, mse: bool = False):
     """ONNX Runtime static quantization: QDQ, per-channel int8 weights, int8 (S8S8) or uint8 (U8S8) activations.
 
     int8 activations are the more accurate, uint8 ones can be faster on x86 without VNNI (measured:
     docs/drift.md). `window`: at most
     this many images calibrated between foldings of the ranges (None: all at once). `reduce_range`: 7-bit
     weights, so that x86 int8 kernels without VNNI cannot saturate (see `kernel_check`). `percentile`: ONNX
-    Runtime's percentile calibrator at that percentile instead of min/max (converters.int8_calibration)."""
+    Runtime's percentile calibrator at that percentile instead of min/max (converters.int8_calibration). `mse`:
+    min/max calibration, then every activation range the kit can sample replaced by the one with the least
+    quantization error (converters.activation_ranges), through ONNX Runtime's TensorQuantOverrides."""
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
@@ -76,6 +80,8 @@ def quantize_int8(proto, calibration: Prepared, activations: str = "int8", windo
         reader = Reader(captured.console)
         try:
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            if mse:
+                extra["TensorQuantOverrides"] = mse_overrides(onnx.load(pre), calibration.inputs)
             quantize_static(str(pre), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QInt8 if activations == "int8" else QuantType.QUInt8,
                             weight_type=QuantType.QInt8, reduce_range=reduce_range, calibrate_method=method,
@@ -86,6 +92,30 @@ def quantize_int8(proto, calibration: Prepared, activations: str = "int8", windo
         finally:
             reader.bar.close()
         return onnx.load(dst)
+
+
+def mse_overrides(proto, inputs) -> dict:
+    """{tensor: [{"rmin", "rmax"}]} for every float activation a node computes (the graph's own value_info), from
+    the float graph run by ONNX Runtime on the calibration images (converters.activation_ranges)."""
+    import onnx
+    import onnxruntime as ort
+
+    from converters.activation_ranges import Samples
+
+    names = [v.name for v in proto.graph.value_info if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT]
+    probe = onnx.ModelProto()
+    probe.CopyFrom(proto)
+    known = {o.name for o in probe.graph.output}
+    probe.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names if n not in known)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.intra_op_num_threads, so.log_severity_level = 2, 3
+    session = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    samples = Samples()
+    for x in inputs:
+        for name, value in zip(names, session.run(names, {INPUT_NAME: x[None]})):
+            samples.add(name, value)
+    return {name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for name, (lo, hi) in samples.mse_ranges().items()}
 
 
 # A fused-kernel loss above this, against the same QDQ graph run as written, is the kernels' doing.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from calibration.representative import Prepared
 from converters import cli, tflite_metadata
-from converters.int8_calibration import TFLITE_DEFAULT, TFLITE_METHODS, check_method, equalized_lowered
+from converters.int8_calibration import TFLITE_DEFAULT, TFLITE_METHODS, check_method, equalized_lowered, uses_mse
 from converters.metadata import embed_tflite
 from converters.pipeline import Candidate, Job, convert as run_pipeline, log as default_log
 from converters.plan import Evaluation, Plan, Result
@@ -82,11 +82,11 @@ class TFLiteExporter:
         note = tflite_metadata.mediapipe_note(job.reference.preprocessing, self.options.io)
         if note:
             job.log(f"note: {note}")
-        record = None
+        record, mse = None, False
         if job.plan.precision == "int8":
             lowered, calibration = equalized_lowered(lowered, job, self.options.calibration, TFLITE_DEFAULT)
-            record = calibration.to_dict()
-        data = to_tflite(lowered.graph, job.plan.precision, job.plan.calibration, self.options.io)
+            record, mse = calibration.to_dict(), uses_mse(calibration)
+        data = to_tflite(lowered.graph, job.plan.precision, job.plan.calibration, self.options.io, mse=mse)
         return Candidate(data, TFLiteFacts(self.options.io, check_ops(data, job.plan.target), calibration=record),
                          lowered)
 
@@ -118,11 +118,25 @@ class TFLiteExporter:
         from converters.selective import keep_float
 
         outcome = keep_float((candidate.lowered or lowered).graph, job, candidate.data, evaluation, keep)
-        facts = replace(candidate.facts, keep_float=outcome.keep_float, worst_layers=outcome.worst_layers)
+        facts = replace(candidate.facts, keep_float=outcome.keep_float, worst_layers=outcome.worst_layers,
+                        calibration=_selective_calibration(candidate.facts.calibration, outcome.data, candidate.data,
+                                                           job))
+
         return Candidate(outcome.data, facts, candidate.lowered), outcome.evaluation
 
     def embed(self, data: bytes, record: dict) -> bytes:
         return embed_tflite(data, record, tflite_metadata.from_record(record))
+
+
+def _selective_calibration(record: dict | None, written: bytes, full: bytes, job: Job) -> dict | None:
+    """The keep-float file is quantized by LiteRT's debugger, which calibrates with min/max: when it replaces a
+    file whose ranges the kit chose, the record says so instead of naming ranges the file does not have."""
+    if record is None or written == full or "mse" not in record["used"].split("+"):
+        return record
+    used = "+".join(p for p in record["used"].split("+") if p != "mse") or "minmax"
+    note = f"--keep-float quantizes with LiteRT's debugger, which calibrates with min/max: used {used}"
+    job.log(f"note: {note}")
+    return {**record, "used": used, "note": note}
 
 
 def convert(reference: Reference, plan: Plan, validation: Prepared, io: str = "float32",
@@ -154,8 +168,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "with the size and speed cost reported")
     parser.add_argument("--calibration", default=TFLITE_DEFAULT, choices=TFLITE_METHODS,
                         help="with --int8: how activations are calibrated. minmax: the converter's own min/max; "
-                             "equalize: cross-layer equalization of the float model first (exact in float); bias: bias "
-                             "correction of the int8 weights' mean error; equalize+bias: both "
+                             "mse: each activation range shrunk to the least quantization error; equalize: cross-layer "
+                             "equalization of the float model first (exact in float); bias: bias correction of the "
+                             "int8 weights' mean error; joined with + to combine "
                              f"(default {TFLITE_DEFAULT}; measured in docs/drift.md)")
 
 

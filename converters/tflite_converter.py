@@ -57,9 +57,19 @@ def make_converter(graph: Graph, precision: str, calibration: Prepared | None = 
     return converter
 
 
-def to_tflite(graph: Graph, precision: str, calibration: Prepared | None = None, io: str = "float32") -> bytes:
-    """Convert a Graph (or Keras model) to TFLite bytes (builtin ops only)."""
-    data = run_converter(lambda console: make_converter(graph, precision, calibration, io, console).convert())
+def to_tflite(graph: Graph, precision: str, calibration: Prepared | None = None, io: str = "float32",
+              mse: bool = False) -> bytes:
+    """Convert a Graph (or Keras model) to TFLite bytes (builtin ops only). mse (full int8): activation ranges
+    with the least quantization error instead of the converter's min/max (converters.tflite_ranges)."""
+    if mse and precision == "int8":
+        from converters.tflite_ranges import mse_ranges, quantize
+
+        def convert(console):
+            return quantize(make_converter(graph, precision, calibration, io, console), mse_ranges, calibration.inputs)
+    else:
+        def convert(console):
+            return make_converter(graph, precision, calibration, io, console).convert()
+    data = run_converter(convert)
     return with_signature(data, graph)
 
 

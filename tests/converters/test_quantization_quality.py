@@ -274,13 +274,109 @@ def test_equalized_tflite_int8_records_its_method_and_stays_close(tmp_path, smal
     assert result.drift.sqnr_db > 15
 
 
-def test_the_reference_default_onnx_int8_holds_its_measured_quality(converted):
-    """The session's default ONNX int8 file of the reference checkpoint (64 calibration crops, 176 held-out crops,
-    bias+percentile): measured 34.2 dB and 100% top-1 agreement (with 128 crops 34.4 dB against min/max's 32.6 dB:
-    docs/drift.md). The issue's 35 dB is not reached yet."""
-    from converters.int8_calibration import ONNX_DEFAULT
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_the_reference_default_int8_holds_its_measured_quality(converted, fmt):
+    """The session's default int8 files of the reference checkpoint (64 calibration crops, 176 held-out crops,
+    bias+mse: here 34.11 and 34.02 dB). Measured with the CLI's 128 crops: TFLite 34.4 dB against min/max's 32.1, ONNX 34.6 dB against
+    32.6 (benchmarks/int8_calibration_200mf.md). The issue's 35 dB is not reached yet."""
+    from converters.int8_calibration import ONNX_DEFAULT, TFLITE_DEFAULT
 
-    _, result = converted("int8", "onnx")
+    _, result = converted("int8", fmt)
     method = result.metadata["calibration_method"]
-    assert method["method"] == method["used"] == ONNX_DEFAULT and method["bias_corrected"] > 0
-    assert result.drift.sqnr_db >= 34.0 and result.drift.top1_agreement >= 0.995
+    default = TFLITE_DEFAULT if fmt == "tflite" else ONNX_DEFAULT
+    assert method["method"] == method["used"] == default and method["bias_corrected"] > 0
+    print(f"{fmt} default int8: {result.drift.sqnr_db:.2f} dB, top-1 {result.drift.top1_agreement:.4f}")
+    assert result.drift.sqnr_db >= 33.5 and result.drift.top1_agreement >= 0.99  # measured 34.11 / 34.02 dB, min/max 32.1 / 32.6
+
+
+def test_mse_range_clips_outliers_and_keeps_a_range_without_them():
+    """A tensor whose sampled values are small while its exact max (from the whole tensors) is a rare 40 gets a
+    shrunk range with less quantization error than its min/max; uniform values keep (almost) their whole range; a
+    ReLU range keeps its 0."""
+    from converters.activation_ranges import mse_range, quantization_mse
+
+    rng = np.random.default_rng(0)
+    typical = np.abs(rng.normal(0, 1, 20000))
+    lo, hi = mse_range(typical, 0.0, 40.0)
+    assert lo == 0.0 and hi < 0.5 * 40.0
+    assert quantization_mse(typical, lo, hi) < 0.25 * quantization_mse(typical, 0.0, 40.0)
+    uniform = rng.uniform(-3, 5, 20000)
+    lo, hi = mse_range(uniform, float(uniform.min()), float(uniform.max()))
+    assert hi > 0.95 * uniform.max() and lo < 0.95 * uniform.min()
+
+
+def _tiny_reference(model):
+    from converters.reference import KerasReference, ModelIdentity
+    from edge.preprocessing import PreprocessSpec
+
+    return KerasReference(model, ModelIdentity("tiny_regnety", "tiny", "paper", 5), PreprocessSpec(32, 32),
+                          [f"c{i}" for i in range(5)], {"path": None, "description": "seeded random"})
+
+
+def test_tflite_ranges_left_alone_give_the_converters_model_and_chosen_ones_reach_the_file(small_regnety, images):
+    """converters.tflite_ranges: the calibrated model quantized by the kit with its ranges unchanged is the
+    converter's own model (ops, tensors, weights; only the conversion metadata's hash differs), and the ranges the
+    kit chooses become the file's scales."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    from calibration.representative import Prepared
+    from converters.tflite_converter import make_converter
+    from converters.tflite_ranges import mse_ranges, quantize
+
+    calib = Prepared("random", images[:16], [f"c{i}" for i in range(16)], [None] * 16, "calib")
+    plain = bytes(make_converter(small_regnety, "int8", calib).convert())
+    same = quantize(make_converter(small_regnety, "int8", calib))
+    chosen = {}
+
+    def choose(calibrated, inputs):
+        chosen.update(mse_ranges(calibrated, inputs))
+        names = schema.ModelT.InitFromPackedBuf(bytearray(calibrated), 0).subgraphs[0].tensors
+        chosen.update({names[i].name: r for i, r in list(chosen.items())})
+        return {i: r for i, r in chosen.items() if isinstance(i, int)}
+
+    clipped = quantize(make_converter(small_regnety, "int8", calib), choose, calib.inputs)
+
+    def body(data):
+        model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+        graph = model.subgraphs[0]
+        tensors = [(t.name, t.type, list(t.shape), None if t.quantization is None or t.quantization.scale is None
+                    else [float(s) for s in t.quantization.scale]) for t in graph.tensors]
+        ops = [(op.opcodeIndex, list(op.inputs), list(op.outputs)) for op in graph.operators]
+        notes = {m.buffer for m in model.metadata or []}  # min_runtime_version, CONVERSION_METADATA (a hash)
+        weights = [bytes(bytearray(b.data)) if b.data is not None else b"" for i, b in enumerate(model.buffers)
+                   if i not in notes]
+        return tensors, ops, sorted(weights)
+
+    assert body(same) == body(plain)
+    model = schema.ModelT.InitFromPackedBuf(bytearray(clipped), 0)
+    scales = {t.name: float(t.quantization.scale[0]) for t in model.subgraphs[0].tensors
+              if t.quantization is not None and t.quantization.scale is not None and len(t.quantization.scale) == 1}
+    matched = [(scales[n], (hi - lo) / 255) for n, (lo, hi) in chosen.items() if isinstance(n, bytes) and n in scales]
+    assert len(matched) >= 10
+    shrunk = [s for s, expected in matched if s == pytest.approx(expected, rel=1e-3)]
+    assert len(shrunk) >= 0.8 * len(matched)
+    assert body(clipped)[0] != body(plain)[0]
+
+
+def test_onnx_mse_ranges_reach_the_quantized_graph(small_regnety, images):
+    """converters.onnx_quantize with mse: the QDQ scales of the activations are the kit's chosen ranges."""
+    from onnx import numpy_helper
+
+    from calibration.representative import Prepared
+    from converters.onnx_export import to_onnx
+    from converters.onnx_quantize import quantize_int8
+
+    calib = Prepared("random", images[:16], [f"c{i}" for i in range(16)], [None] * 16, "calib")
+    proto = to_onnx(small_regnety)
+    quantized = quantize_int8(proto, calib, mse=True)
+    plain = quantize_int8(proto, calib)
+
+    def scales(model):
+        init = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        return {n.input[0]: float(init[n.input[1]]) for n in model.graph.node
+                if n.op_type == "QuantizeLinear" and init[n.input[1]].ndim == 0}
+
+    ours, theirs = scales(quantized), scales(plain)
+    assert ours.keys() == theirs.keys() and len(ours) >= 10
+    smaller = [n for n in ours if ours[n] < 0.99 * theirs[n]]
+    assert len(smaller) >= 5 and all(ours[n] <= theirs[n] * 1.0001 for n in ours)  # measured: 10 of 41 shrink
