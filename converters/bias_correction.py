@@ -44,7 +44,7 @@ def quantization_error(kernel: np.ndarray) -> np.ndarray:
     return np.round(kernel / scale) * scale - kernel
 
 
-def _output_shift(layer, delta: np.ndarray, mean_in: np.ndarray) -> np.ndarray:
+def output_shift(layer, delta: np.ndarray, mean_in: np.ndarray) -> np.ndarray:
     import keras
 
     if delta.ndim == 2:  # Dense (in, out)
@@ -61,31 +61,39 @@ def _output_shift(layer, delta: np.ndarray, mean_in: np.ndarray) -> np.ndarray:
     return shift
 
 
-def correct_biases(model, inputs: np.ndarray, batch: int = 16) -> BiasCorrected:
-    """A copy of `model` whose conv / dense biases absorb the mean shift of their weights' int8 quantization."""
+def target_layers(model) -> list[tuple]:
+    """(layer, its BatchNormalization or None, the layer feeding it) for every conv / depthwise conv / dense layer
+    with one input and a bias to adjust (its own, or the BatchNormalization's beta right after it)."""
     import keras
 
     from converters.equalize import layer_graph
 
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    inputs_of, consumers = layer_graph(clone)
-    targets = []
-    for layer in clone.layers:
-        kinds = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
-        if not isinstance(layer, kinds) or not inputs_of.get(layer.name):
-            continue
-        if len(inputs_of[layer.name]) != 1:
+    inputs_of, consumers = layer_graph(model)
+    found = []
+    kinds = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+    for layer in model.layers:
+        if not isinstance(layer, kinds) or not inputs_of.get(layer.name) or len(inputs_of[layer.name]) != 1:
             continue
         users = consumers[layer.name]
         bn = users[0] if len(users) == 1 and isinstance(users[0], keras.layers.BatchNormalization) and \
             users[0].center and users[0].scale and users[0].axis in (-1, 3) else None
         if bn is None and not layer.use_bias:
             continue
-        targets.append((layer, bn))
+        found.append((layer, bn, inputs_of[layer.name][0]))
+    return found
+
+
+def correct_biases(model, inputs: np.ndarray, batch: int = 16) -> BiasCorrected:
+    """A copy of `model` whose conv / dense biases absorb the mean shift of their weights' int8 quantization."""
+    import keras
+
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    found = target_layers(clone)
+    targets = [(layer, bn) for layer, bn, _ in found]
     if not targets:
         return BiasCorrected(clone)
-    sources = [inputs_of[layer.name][0] for layer, _ in targets]
+    sources = [source for _, _, source in found]
     unique = list({s.name: s for s in sources}.values())
     probe = keras.Model(clone.inputs, [s.output for s in unique])
     sums = {s.name: 0.0 for s in unique}
@@ -106,7 +114,7 @@ def correct_biases(model, inputs: np.ndarray, batch: int = 16) -> BiasCorrected:
             delta = quantization_error(kernel.reshape(*kernel.shape[:2], -1)).reshape(kernel.shape)
         else:
             delta = quantization_error(kernel)
-        shift = _output_shift(layer, delta, mean_in)
+        shift = output_shift(layer, delta, mean_in)
         if bn is not None:
             beta = np.asarray(weights[bn.name][1], np.float64)
             weights[bn.name][1] = (beta - shift).astype(weights[bn.name][1].dtype)

@@ -1,21 +1,22 @@
 """How full int8 is calibrated (`--calibration METHOD`): the methods, and the float rewrite they make first.
 
 Methods (measured on the reference checkpoint, RegNetY-800MF and ConvNeXt-Tiny: docs/drift.md, "int8 calibration
-methods"; `benchmarks/int8_calibration.py`). Both defaults are `bias+mse`: on the reference it is within 0.12 dB of
-the best row (`equalize+bias+mse`) in both formats, and it leaves out equalization, which with a deliberately bad
-calibration set (constant images) is far worse than min/max (tests/converters/test_convert's keep-float auto test
-needs 128 float tensors instead of 4-16).
+methods"; `benchmarks/int8_calibration.py`). Both defaults are `equalize+gptq+mse`, the best measured on the
+reference in both formats. Equalization and GPTQ learn from the calibration images; when most of them are nearly
+uniform (a constant test image, a broken capture) both are left out, loudly, and the record names the method used.
 - `minmax`: the converter's own calibration as it is (TFLiteConverter / ONNX Runtime MinMax): the plain
   converter's bytes.
 - `equalize`: cross-layer equalization of the float model first (converters.equalize, activation-aware: each
   ReLU output channel's calibration range balanced against its consumers' weights), then min/max. Exact in float.
 - `bias`: bias correction of the weights' quantization (converters.bias_correction): each conv's bias absorbs
   the mean shift its int8 weights cause on the calibration images. Changes the float model slightly, on purpose.
+- `gptq`: the int8 rounding of every conv / dense layer's weights chosen for the layer's output on the calibration
+  images (converters.rounding, GPTQ), with the bias correction of the new weights' mean shift: replaces `bias`.
 - `percentile` (ONNX only): ONNX Runtime's percentile calibrator (99.999th percentile of |activation|) instead of
   min/max.
 - `mse`: each activation range shrunk to the one with the least quantization error on the calibration images
   (converters.activation_ranges; TFLite: converters.tflite_ranges, ONNX: ONNX Runtime's TensorQuantOverrides).
-- combinations, joined with "+" in the order equalize, bias, then one of percentile / mse (e.g. `equalize+mse`).
+- combinations, joined with "+" in the order equalize, bias or gptq, then percentile or mse (`equalize+gptq+mse`).
 
 A method that cannot run on a model says so and falls back to the nearest method that can (equalization needs a
 Keras model with conv -> ReLU -> conv pairs: ConvNeXt has none, a SavedModel has no Keras layers); the record
@@ -26,9 +27,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+import numpy as np
+
 from edge.errors import ConfigError
 
-REWRITES = ("", "equalize", "bias", "equalize+bias")       # float rewrites before conversion
+REWRITES = ("", "equalize", "bias", "equalize+bias", "gptq", "equalize+gptq")  # float rewrites before conversion
 TFLITE_RANGES = ("", "mse")                                 # how activation ranges are chosen ("": min/max)
 ONNX_RANGES = ("", "percentile", "mse")
 
@@ -39,8 +42,9 @@ def _methods(ranges: tuple[str, ...]) -> tuple[str, ...]:
 
 TFLITE_METHODS = _methods(TFLITE_RANGES)
 ONNX_METHODS = _methods(ONNX_RANGES)
-TFLITE_DEFAULT = "bias+mse"   # the best measured without equalization, which amplifies a bad calibration set (doc)
-ONNX_DEFAULT = "bias+mse"
+TFLITE_DEFAULT = "equalize+gptq+mse"   # the best measured (docs/drift.md)
+ONNX_DEFAULT = "equalize+gptq+mse"
+UNIFORM_STD = 0.01     # a calibration image whose values' spread is under 1% of the set's range is uniform
 EQUALIZE_ALPHA = 0.5   # t_c = sqrt(consumer weight range / activation range): measured best of 0.3, 0.5 (docs/drift.md)
 PERCENTILE = 99.999    # ONNX Runtime's percentile calibrator; 99.99 measured worse (docs/drift.md)
 
@@ -53,6 +57,7 @@ class CalibrationRecord:
     used: str
     equalized_pairs: int = 0
     bias_corrected: int = 0
+    rounded_layers: int = 0
     note: str | None = None
 
     def to_dict(self) -> dict:
@@ -83,11 +88,12 @@ def uses_mse(record: CalibrationRecord) -> bool:
 
 
 def equalized_lowered(lowered, job, method: str, default: str):
-    """(the lowered graph to convert, CalibrationRecord): the float rewrites the method asks for (equalize, bias),
-    made on the reference's Keras model before lowering; a rewrite that cannot run on the model is dropped, and the
-    method used instead is logged (a WARNING when the user asked for the method, a note for the default)."""
+    """(the lowered graph to convert, CalibrationRecord): the float rewrites the method asks for (equalize, then
+    bias or gptq), made on the reference's Keras model before lowering; a rewrite that cannot run on the model or
+    the calibration images is dropped, and the method used instead is logged (a WARNING when the user asked for
+    the method, a note for the default)."""
     wanted = parts(method)
-    rewrites = [p for p in wanted if p in ("equalize", "bias")]
+    rewrites = [p for p in wanted if p in ("equalize", "bias", "gptq")]
     if not rewrites:
         return lowered, CalibrationRecord(method, method)
     model = getattr(job.reference, "model", None)
@@ -97,6 +103,15 @@ def equalized_lowered(lowered, job, method: str, default: str):
         return lowered, _fallback(job, method, default, used, why)
     record, used = CalibrationRecord(method, method), list(wanted)
     inputs = job.plan.calibration.inputs
+    uniform = uniform_images(inputs)
+    data_driven = [p for p in rewrites if p in ("equalize", "gptq")]
+    if uniform and data_driven:
+        for p in data_driven:
+            used.remove(p)
+        rewrites = [p for p in rewrites if p not in data_driven]
+        record = _fallback(job, method, default, join(used), f"{uniform}: {' and '.join(data_driven)} would fit the "
+                           "model to them (calibrate on images like the ones it will see: --calib DIR)",
+                           "on these calibration images")
     if "equalize" in rewrites:
         from converters.equalize import activation_ranges, equalize
 
@@ -120,6 +135,18 @@ def equalized_lowered(lowered, job, method: str, default: str):
         else:
             model, record.bias_corrected = result.model, len(result.layers)
             job.log(f"calibration {method}: corrected the biases of {len(result.layers)} layers for their int8 weights")
+    if "gptq" in rewrites:
+        from converters.rounding import round_weights
+
+        result = round_weights(model, inputs)
+        if not result.layers:
+            used.remove("gptq")
+            record = _fallback(job, method, default, join(used),
+                               "the model has no conv or dense layer whose int8 rounding the kit can choose")
+        else:
+            model, record.rounded_layers = result.model, len(result.layers)
+            job.log(f"calibration {method}: chose the int8 rounding of {len(result.layers)} layers' weights (GPTQ: "
+                    f"{result.output_error_ratio:.2f}x round-to-nearest's output error on the calibration images)")
     record.used = join(used)
     if model is getattr(job.reference, "model", None):
         return lowered, record
@@ -128,7 +155,21 @@ def equalized_lowered(lowered, job, method: str, default: str):
     return lower(replace(job.reference, model=model), job.plan), record
 
 
-def _fallback(job, method: str, default: str, used: str, why: str) -> CalibrationRecord:
-    note = f"--calibration {method} cannot run on this model: {why}; fell back to {used}"
+def uniform_images(inputs: np.ndarray) -> str | None:
+    """Why the calibration images cannot teach a data-driven rewrite anything (most of them nearly uniform), or
+    None. A constant image gives every channel one value: equalization would scale channels by ranges that real
+    images exceed many times over, and GPTQ would fit the weights to one input."""
+    values = np.asarray(inputs, np.float64)
+    values = values.reshape(len(values), -1, values.shape[-1])  # (image, position, channel)
+    span = float(values.max() - values.min())
+    spread = values.std(axis=1).max(axis=1)  # each channel's spread over the image; the widest channel
+    flat = int(np.sum(spread <= UNIFORM_STD * span)) if span > 0 else len(inputs)
+    if flat * 2 >= len(inputs):
+        return f"{flat} of the {len(inputs)} calibration images are nearly uniform"
+    return None
+
+
+def _fallback(job, method: str, default: str, used: str, why: str, where: str = "on this model") -> CalibrationRecord:
+    note = f"--calibration {method} cannot run {where}: {why}; fell back to {used}"
     job.log(f"WARNING: {note}" if method != default else f"note: {note}")
-    return CalibrationRecord(method, used, 0, 0, note)
+    return CalibrationRecord(method, used, note=note)

@@ -141,11 +141,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--activations", choices=ACTIVATIONS, default="int8",
                         help="with --int8: activation type. int8 (default) is the more accurate, uint8 can be faster "
                              "on x86 CPUs without VNNI (docs/drift.md)")
-    parser.add_argument("--calibration", default=ONNX_DEFAULT, choices=ONNX_METHODS,
+    parser.add_argument("--calibration", default=ONNX_DEFAULT, choices=ONNX_METHODS, metavar="METHOD",
                         help="with --int8: how activations are calibrated. minmax: ONNX Runtime's min/max; "
                              f"percentile: its {PERCENTILE}th percentile; mse: each activation range shrunk to the "
                              "least quantization error; equalize: cross-layer equalization of the "
-                             "float model first (exact in float); bias: bias correction of the int8 weights; joined "
+                             "float model first (exact in float); bias: bias correction of the int8 weights; gptq: each "
+                             "layer's int8 rounding chosen for its output (with bias correction); joined "
                              "with + to combine "
                              f"(default {ONNX_DEFAULT}; measured in docs/drift.md)")
 

@@ -166,11 +166,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --int8: leave these layers (e.g. s2_b1_se_fc1) in float; 'auto': the fewest of the "
                              "worst layers (by LiteRT's quantization debugger) that bring the drift within budget, "
                              "with the size and speed cost reported")
-    parser.add_argument("--calibration", default=TFLITE_DEFAULT, choices=TFLITE_METHODS,
+    parser.add_argument("--calibration", default=TFLITE_DEFAULT, choices=TFLITE_METHODS, metavar="METHOD",
                         help="with --int8: how activations are calibrated. minmax: the converter's own min/max; "
                              "mse: each activation range shrunk to the least quantization error; equalize: cross-layer "
                              "equalization of the float model first (exact in float); bias: bias correction of the "
-                             "int8 weights' mean error; joined with + to combine "
+                             "int8 weights' mean error; gptq: each layer's int8 rounding chosen for its output (with "
+                             "bias correction); joined with + to combine "
                              f"(default {TFLITE_DEFAULT}; measured in docs/drift.md)")
 
 

@@ -284,7 +284,7 @@ def test_the_reference_default_int8_holds_its_measured_quality(converted, fmt):
     _, result = converted("int8", fmt)
     method = result.metadata["calibration_method"]
     default = TFLITE_DEFAULT if fmt == "tflite" else ONNX_DEFAULT
-    assert method["method"] == method["used"] == default and method["bias_corrected"] > 0
+    assert method["method"] == method["used"] == default and method["rounded_layers"] > 0 and method["equalized_pairs"] > 0
     print(f"{fmt} default int8: {result.drift.sqnr_db:.2f} dB, top-1 {result.drift.top1_agreement:.4f}")
     assert result.drift.sqnr_db >= 33.5 and result.drift.top1_agreement >= 0.99  # measured 34.11 / 34.02 dB, min/max 32.1 / 32.6
 
@@ -380,3 +380,55 @@ def test_onnx_mse_ranges_reach_the_quantized_graph(small_regnety, images):
     assert ours.keys() == theirs.keys() and len(ours) >= 10
     smaller = [n for n in ours if ours[n] < 0.99 * theirs[n]]
     assert len(smaller) >= 5 and all(ours[n] <= theirs[n] * 1.0001 for n in ours)  # measured: 10 of 41 shrink
+
+
+def test_gptq_puts_every_weight_on_its_int8_grid_and_lowers_the_output_error(small_regnety, images):
+    """converters.rounding: each rounded layer's folded weights are integers times the channel's original
+    round-to-nearest scale (so the converter finds exactly GPTQ's integers), the layers' output error on the
+    calibration images is below round-to-nearest's, and the float model moves by less than the int8 noise."""
+    from converters.bias_correction import target_layers
+    from converters.equalize import bn_scale
+    from converters.rounding import LEVELS, round_weights
+
+    result = round_weights(small_regnety, images[:16])
+    assert len(result.layers) == len(target_layers(small_regnety)) and not result.skipped
+    assert result.output_error_ratio < 0.8
+    moved = 0
+    for (before, bn, _), (after, bn_after, _) in zip(target_layers(small_regnety), target_layers(result.model)):
+        factor = 1.0 if bn is None else bn_scale(bn, bn.get_weights()[0], bn.get_weights()[3])
+        old = np.asarray(before.get_weights()[0], np.float64) * factor
+        new = np.asarray(after.get_weights()[0], np.float64) * factor
+        scale = np.abs(old.reshape(-1, old.shape[-1])).max(axis=0) / LEVELS
+        steps = new.reshape(-1, new.shape[-1]) / scale
+        assert np.abs(steps - np.round(steps)).max() < 1e-3, after.name
+        assert np.abs(np.round(steps)).max(axis=0) == pytest.approx(LEVELS)  # same scales
+        moved += int(np.sum(np.round(steps) != np.round(old.reshape(-1, old.shape[-1]) / scale)))
+    assert moved > 0  # GPTQ chose other integers than round-to-nearest somewhere
+    x = images[16:]
+    assert _relative_error(result.model.predict(x, verbose=0), small_regnety.predict(x, verbose=0)) < 0.05
+
+
+def test_uniform_calibration_images_turn_the_data_driven_rewrites_off_loudly(calibration):
+    """Constant images cannot teach equalization or GPTQ anything: the default falls back to the rest of the
+    method, says why, and records it; real crops keep the whole method."""
+    from converters.int8_calibration import TFLITE_DEFAULT, equalized_lowered, uniform_images
+
+    assert uniform_images(calibration.inputs) is None
+    gray = np.broadcast_to(calibration.inputs[:1].mean(axis=(1, 2), keepdims=True), (8, *calibration.inputs.shape[1:]))
+    assert "8 of the 8 calibration images are nearly uniform" in uniform_images(gray)
+    logged = []
+    job = SimpleNamespace(reference=SimpleNamespace(model=SimpleNamespace(layers=[])),
+                          plan=SimpleNamespace(calibration=SimpleNamespace(inputs=np.array(gray))), log=logged.append)
+    lowered, record = equalized_lowered("graph", job, TFLITE_DEFAULT, TFLITE_DEFAULT)
+    assert lowered == "graph" and record.used == "mse" and "nearly uniform" in record.note
+    assert logged and logged[0].startswith("note: --calibration equalize+gptq+mse cannot run")
+
+
+def test_the_default_int8_tflite_is_deterministic(tmp_path, converted, source, validation, calibration):
+    """Equalization, GPTQ and the sampled MSE ranges are seeded: converting again gives the same bytes."""
+    from converters import tflite
+    from tests.artifacts import plan
+
+    again = tmp_path / "m_int8.tflite"
+    tflite.convert(source, plan(again, "int8", calibration=calibration), validation, log=lambda m: None)
+    assert again.read_bytes() == converted("int8")[0].read_bytes()
