@@ -63,13 +63,15 @@ class Samples:
         self.values: dict = {}
         self.bounds: dict = {}
 
-    def add(self, key, array: np.ndarray) -> None:
+    def add(self, key, array: np.ndarray, keep_values: bool = True) -> None:
         flat = np.asarray(array, np.float32).ravel()
         if not flat.size:
             return
         lo, hi = float(flat.min()), float(flat.max())
         old = self.bounds.get(key)
         self.bounds[key] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
+        if not keep_values:
+            return
         if flat.size > self.per_image:
             flat = flat[self.rng.choice(flat.size, self.per_image, replace=False)]
         self.values.setdefault(key, []).append(flat)

@@ -95,11 +95,10 @@ def correct_biases(model, inputs: np.ndarray, batch: int = 16) -> BiasCorrected:
         return BiasCorrected(clone)
     sources = [source for _, _, source in found]
     unique = list({s.name: s for s in sources}.values())
-    probe = keras.Model(clone.inputs, [s.output for s in unique])
+    from converters.probe import batches
+
     sums = {s.name: 0.0 for s in unique}
-    for i in range(0, len(inputs), batch):
-        outs = probe([inputs[i:i + batch]], training=False)
-        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+    for outs in batches(clone, [s.output for s in unique], inputs, batch):
         for s, out in zip(unique, outs):
             out = np.asarray(out, np.float64)
             sums[s.name] = sums[s.name] + out.reshape(-1, out.shape[-1]).sum(axis=0)

@@ -247,17 +247,14 @@ def _input_slices(layer, kernel: np.ndarray):
 def activation_ranges(model, inputs: np.ndarray, batch: int = 16) -> dict[str, np.ndarray]:
     """Per pair (by its first producer's name): the per-channel max |activation| over its observed tensors on `inputs`
     (calibration images)."""
-    import keras
-
     pairs, _ = find_pairs(model)
     if not pairs:
         return {}
+    from converters.probe import batches
+
     names = sorted({n for p in pairs for n in p.observed})
-    probe = keras.Model(model.inputs, [model.get_layer(n).output for n in names])
     seen = {n: np.zeros(model.get_layer(n).output.shape[-1]) for n in names}
-    for i in range(0, len(inputs), batch):
-        outs = probe([inputs[i:i + batch]], training=False)
-        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+    for outs in batches(model, [model.get_layer(n).output for n in names], inputs, batch):
         for n, out in zip(names, outs):
             out = np.abs(np.asarray(out))
             seen[n] = np.maximum(seen[n], out.reshape(-1, out.shape[-1]).max(axis=0))

@@ -70,7 +70,7 @@ def round_layer(w: np.ndarray, hessian: np.ndarray) -> tuple[np.ndarray, float, 
 
     def error(v):
         d = v - w
-        return float(np.einsum("od,de,oe->", d, hessian, d))
+        return float(np.sum((d @ hessian) * d))
 
     return new, error(new), error(nearest * scale[:, None])
 
@@ -80,6 +80,7 @@ def round_weights(model, inputs: np.ndarray, batch: int = 8) -> Rounded:
     import keras
 
     from converters.bias_correction import output_shift, target_layers
+    from converters.probe import batches
     from converters.equalize import bn_scale
 
     clone = keras.models.clone_model(model)
@@ -95,14 +96,12 @@ def round_weights(model, inputs: np.ndarray, batch: int = 8) -> Rounded:
     if not targets:
         return Rounded(clone, [], skipped)
     unique = list({s.name: s for _, _, s in targets}.values())
-    probe = keras.Model(clone.inputs, [s.output for s in unique])
     rng = np.random.default_rng(0)
     hessians: dict[str, list[np.ndarray]] = {}
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
-    for i in range(0, len(inputs), batch):
-        outs = probe([inputs[i:i + batch]], training=False)
-        outs = dict(zip([s.name for s in unique], outs if isinstance(outs, (list, tuple)) else [outs]))
+    for values in batches(clone, [s.output for s in unique], inputs, batch):
+        outs = dict(zip([s.name for s in unique], values))
         for layer, _, source in targets:
             x = outs[source.name]
             sums[layer.name] = sums.get(layer.name, 0.0) + np.asarray(x, np.float64).reshape(

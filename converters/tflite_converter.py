@@ -62,10 +62,11 @@ def to_tflite(graph: Graph, precision: str, calibration: Prepared | None = None,
     """Convert a Graph (or Keras model) to TFLite bytes (builtin ops only). mse (full int8): activation ranges
     with the least quantization error instead of the converter's min/max (converters.tflite_ranges)."""
     if mse and precision == "int8":
-        from converters.tflite_ranges import mse_ranges, quantize
+        from converters.tflite_ranges import quantize
 
         def convert(console):
-            return quantize(make_converter(graph, precision, calibration, io, console), mse_ranges, calibration.inputs)
+            return quantize(make_converter(graph, precision, calibration, io, console), calibration.inputs,
+                            progress=console)
     else:
         def convert(console):
             return make_converter(graph, precision, calibration, io, console).convert()

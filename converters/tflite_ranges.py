@@ -2,17 +2,20 @@
 
 TFLiteConverter calibrates in two steps: it runs the float model on the representative images and writes each
 activation tensor's observed min/max into the model (its `_experimental_calibrate_only` result), then its MLIR
-quantizer turns those ranges into scales and zero points. The kit takes the first step's model, runs it itself on
-the same images to sample every calibrated tensor (converters.activation_ranges), replaces each min/max by the
-range with the least quantization error, and gives the model to the same quantizer with the same arguments the
-converter would pass, then deduplicates constant buffers as it does. With the ranges left as they are this gives
-the converter's own bytes (tests/converters/test_quantization_quality.py).
+quantizer turns those ranges into scales and zero points. The kit lets the converter's pass see one image (it only
+marks which tensors are calibrated), runs that model itself on all the calibration images through LiteRT's builtin
+kernels, writes every calibrated tensor's range, and gives the model to the same quantizer with the arguments the
+converter would pass, then deduplicates constant buffers as it does. With the exact min/max written back
+(`method="minmax"`) this gives the converter's own model (tests/converters/test_quantization_quality.py); with
+"mse", each range is the one with the least quantization error (converters.activation_ranges).
 
-Not rewritten: the model input (its range is the preprocessing's, exact) and the outputs of ops whose int8 output
-range is fixed by the runtime (LOGISTIC, SOFTMAX, TANH).
+Kept at their exact min/max: the model input (its range is the preprocessing's) and the outputs of ops whose int8
+output range is fixed by the runtime (LOGISTIC, SOFTMAX, TANH).
 """
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 
@@ -21,34 +24,35 @@ from converters.activation_ranges import Samples
 FIXED_RANGE_OPS = {14: "LOGISTIC", 25: "SOFTMAX", 28: "TANH"}  # builtin codes whose int8 output scale is fixed
 
 
-def calibrated_tensors(model) -> list[int]:
-    """Indices of the tensors whose calibrated ranges the kit may choose (schema ModelT, subgraph 0)."""
+def calibrated_tensors(model) -> tuple[list[int], set[int]]:
+    """(indices of every tensor with a calibrated range, those whose range stays exact) in a schema ModelT."""
     graph = model.subgraphs[0]
     codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
-    fixed = {o for op in graph.operators if codes[op.opcodeIndex] in FIXED_RANGE_OPS for o in op.outputs}
-    inputs = set(int(i) for i in graph.inputs)
-    chosen = []
-    for index, tensor in enumerate(graph.tensors):
-        q = tensor.quantization
-        if q is None or q.min is None or len(q.min) != 1 or index in inputs or index in fixed:
-            continue
-        chosen.append(index)
-    return chosen
+    exact = {o for op in graph.operators if codes[op.opcodeIndex] in FIXED_RANGE_OPS for o in op.outputs}
+    exact |= {int(i) for i in graph.inputs}
+    calibrated = [index for index, tensor in enumerate(graph.tensors)
+                  if tensor.quantization is not None and tensor.quantization.min is not None
+                  and len(tensor.quantization.min) == 1]
+    return calibrated, exact & set(calibrated)
 
 
-def sample_activations(calibrated: bytes, inputs: np.ndarray, tensors: list[int]) -> Samples:
-    """Each tensor's values on the calibration images, run through LiteRT's builtin kernels in float."""
+def sample_activations(calibrated: bytes, inputs: np.ndarray, tensors: list[int], exact: set[int],
+                       progress=None) -> Samples:
+    """Each tensor's bounds (and, outside `exact`, a sample of its values) on the calibration images, run through
+    LiteRT's builtin kernels in float."""
     from edge.runtime import RuntimeOptions, tflite_interpreter
 
     interpreter, _ = tflite_interpreter(calibrated, RuntimeOptions(threads=2, xnnpack=False), "the calibrated model",
                                         keep_intermediates=True)
     feed = interpreter.get_input_details()[0]["index"]
     samples = Samples()
-    for x in inputs:
+    from tqdm import tqdm
+
+    for x in tqdm(inputs, desc="calibrating", unit="img", leave=False, disable=None, file=progress or sys.stderr):
         interpreter.set_tensor(feed, x[None])
         interpreter.invoke()
         for index in tensors:
-            samples.add(index, interpreter.get_tensor(index))
+            samples.add(index, interpreter.get_tensor(index), keep_values=index not in exact)
     return samples
 
 
@@ -67,22 +71,27 @@ def with_ranges(calibrated: bytes, ranges: dict[int, tuple[float, float]]) -> by
     return bytes(builder.Output())
 
 
-def mse_ranges(calibrated: bytes, inputs: np.ndarray) -> dict[int, tuple[float, float]]:
+def choose_ranges(calibrated: bytes, inputs: np.ndarray, method: str = "mse",
+                  progress=None) -> dict[int, tuple[float, float]]:
+    """Every calibrated tensor's range on `inputs`: "minmax" the exact min/max (what the converter's calibrator
+    records), "mse" the least quantization error (exact where the range must stay exact)."""
     from tensorflow.lite.python import schema_py_generated as schema
 
-    tensors = calibrated_tensors(schema.ModelT.InitFromPackedBuf(bytearray(calibrated), 0))
-    return sample_activations(calibrated, inputs, tensors).mse_ranges()
+    tensors, exact = calibrated_tensors(schema.ModelT.InitFromPackedBuf(bytearray(calibrated), 0))
+    samples = sample_activations(calibrated, inputs, tensors, exact if method == "mse" else set(tensors), progress)
+    chosen = samples.mse_ranges() if method == "mse" else {}
+    return {index: chosen.get(index, samples.bounds[index]) for index in tensors}
 
 
-def quantize(converter, choose=None, inputs: np.ndarray | None = None) -> bytes:
-    """The converter's full int8 model, with `choose(calibrated, inputs) -> {tensor: (lo, hi)}` deciding the
-    activation ranges (None: the converter's min/max, its own bytes)."""
+def quantize(converter, inputs: np.ndarray, method: str = "mse", progress=None) -> bytes:
+    """The converter's full int8 model with the kit's activation ranges (see the module). progress: the stream for
+    the calibration progress bar (default stderr)."""
     from tensorflow.lite.python.convert import deduplicate_readonly_buffers, mlir_quantize
 
     converter._experimental_calibrate_only = True
+    converter.representative_dataset = lambda: iter([[inputs[:1]]])  # marks the calibrated tensors; ranges: below
     calibrated = bytes(converter.convert())
-    if choose is not None:
-        calibrated = with_ranges(calibrated, choose(calibrated, inputs))
+    calibrated = with_ranges(calibrated, choose_ranges(calibrated, inputs, method, progress))
     quantized = mlir_quantize(calibrated, converter._experimental_disable_per_channel,
                               input_data_type=converter.inference_input_type,
                               output_data_type=converter.inference_output_type,
