@@ -55,7 +55,8 @@ def main(argv=None) -> int:
             for method in args.methods or methods:
                 if method not in methods:
                     continue
-                plan = Plan(Path(tmp) / f"m.{fmt}", "int8", get_target("xnnpack" if fmt == "tflite" else "onnx", fmt), "native",
+                target = get_target("xnnpack" if fmt == "tflite" else "onnx", fmt)
+                plan = Plan(Path(tmp) / f"m.{fmt}", "int8", target, "native",
                             budget_for("int8"),
                             allow_drift=True, calibration=calibration)
                 start = time.perf_counter()

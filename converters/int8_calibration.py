@@ -100,7 +100,7 @@ def equalized_lowered(lowered, job, method: str, default: str):
     if model is None or not hasattr(model, "layers"):
         used = join([p for p in wanted if p not in rewrites])
         why = f"{' and '.join(rewrites)} need a Keras model (a SavedModel has no layers to rescale)"
-        return lowered, _fallback(job, method, default, used, why)
+        return lowered, _fallback(job, CalibrationRecord(method, method), default, used, why)
     record, used = CalibrationRecord(method, method), list(wanted)
     inputs = job.plan.calibration.inputs
     uniform = uniform_images(inputs)
@@ -109,7 +109,7 @@ def equalized_lowered(lowered, job, method: str, default: str):
         for p in data_driven:
             used.remove(p)
         rewrites = [p for p in rewrites if p not in data_driven]
-        record = _fallback(job, method, default, join(used), f"{uniform}: {' and '.join(data_driven)} would fit the "
+        record = _fallback(job, record, default, join(used), f"{uniform}: {' and '.join(data_driven)} would fit the "
                            "model to them (calibrate on images like the ones it will see: --calib DIR)",
                            "on these calibration images")
     if "equalize" in rewrites:
@@ -117,36 +117,38 @@ def equalized_lowered(lowered, job, method: str, default: str):
 
         result = equalize(model, ranges=activation_ranges(model, inputs), alpha=EQUALIZE_ALPHA)
         if result.pairs == 0:
-            used.remove("equalize")
-            record = _fallback(job, method, default, join(used), "the model has no conv -> ReLU -> conv pair to "
-                               "equalize (equalization knows Conv2D [+ BatchNormalization] -> ReLU -> Conv2D/Dense, "
-                               "through zero padding, global pooling and squeeze-excitation)")
+            record = _without(job, record, default, used, "equalize",
+                              "the model has no conv -> ReLU -> conv pair to equalize (equalization knows Conv2D "
+                              "[+ BatchNormalization] -> ReLU -> Conv2D/Dense, through zero padding, global pooling "
+                              "and squeeze-excitation)")
         else:
             model, record.equalized_pairs = result.model, result.pairs
             job.log(f"calibration {method}: equalized {result.pairs} conv -> ReLU -> conv pairs (exact in float)")
+    if "gptq" in rewrites:
+        from converters.rounding import round_weights
+
+        result = round_weights(model, inputs)
+        if result.too_large:
+            used[used.index("gptq")] = "bias"
+            rewrites.append("bias")
+            record = _fallback(job, record, default, join(used), result.too_large, "on a model this large")
+        elif not result.layers:
+            record = _without(job, record, default, used, "gptq",
+                              "the model has no conv or dense layer whose int8 rounding the kit can choose")
+        else:
+            model, record.rounded_layers = result.model, len(result.layers)
+            job.log(f"calibration {method}: chose the int8 rounding of {len(result.layers)} layers' weights (GPTQ: "
+                    f"{result.output_error_ratio:.2f}x round-to-nearest's output error on the calibration images)")
     if "bias" in rewrites:
         from converters.bias_correction import correct_biases
 
         result = correct_biases(model, inputs)
         if not result.layers:
-            used.remove("bias")
-            record = _fallback(job, method, default, join(used),
-                               "the model has no conv or dense layer with a bias to correct")
+            record = _without(job, record, default, used, "bias",
+                              "the model has no conv or dense layer with a bias to correct")
         else:
             model, record.bias_corrected = result.model, len(result.layers)
             job.log(f"calibration {method}: corrected the biases of {len(result.layers)} layers for their int8 weights")
-    if "gptq" in rewrites:
-        from converters.rounding import round_weights
-
-        result = round_weights(model, inputs)
-        if not result.layers:
-            used.remove("gptq")
-            record = _fallback(job, method, default, join(used),
-                               "the model has no conv or dense layer whose int8 rounding the kit can choose")
-        else:
-            model, record.rounded_layers = result.model, len(result.layers)
-            job.log(f"calibration {method}: chose the int8 rounding of {len(result.layers)} layers' weights (GPTQ: "
-                    f"{result.output_error_ratio:.2f}x round-to-nearest's output error on the calibration images)")
     record.used = join(used)
     if model is getattr(job.reference, "model", None):
         return lowered, record
@@ -169,7 +171,17 @@ def uniform_images(inputs: np.ndarray) -> str | None:
     return None
 
 
-def _fallback(job, method: str, default: str, used: str, why: str, where: str = "on this model") -> CalibrationRecord:
-    note = f"--calibration {method} cannot run {where}: {why}; fell back to {used}"
-    job.log(f"WARNING: {note}" if method != default else f"note: {note}")
-    return CalibrationRecord(method, used, note=note)
+def _without(job, record: CalibrationRecord, default: str, used: list[str], part: str, why: str) -> CalibrationRecord:
+    """`part` taken out of the method used (a list, changed in place), the fallback noted and logged."""
+    used.remove(part)
+    return _fallback(job, record, default, join(used), why)
+
+
+def _fallback(job, record: CalibrationRecord, default: str, used: str, why: str,
+              where: str = "on this model") -> CalibrationRecord:
+    """The record with the fallback noted (after any earlier one), logged as a WARNING when the user asked for the
+    method, a note for the default."""
+    note = f"--calibration {record.method} cannot run {where}: {why}; fell back to {used}"
+    job.log(f"WARNING: {note}" if record.method != default else f"note: {note}")
+    record.used, record.note = used, note if record.note is None else f"{record.note}; {note}"
+    return record

@@ -145,8 +145,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --int8: how activations are calibrated. minmax: ONNX Runtime's min/max; "
                              f"percentile: its {PERCENTILE}th percentile; mse: each activation range shrunk to the "
                              "least quantization error; equalize: cross-layer equalization of the "
-                             "float model first (exact in float); bias: bias correction of the int8 weights; gptq: each "
-                             "layer's int8 rounding chosen for its output (with bias correction); joined "
+                             "float model first (exact in float); bias: bias correction of the int8 weights; "
+                             "gptq: each layer's int8 rounding chosen for its output (with bias correction); joined "
                              "with + to combine "
                              f"(default {ONNX_DEFAULT}; measured in docs/drift.md)")
 

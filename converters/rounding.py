@@ -25,7 +25,9 @@ import numpy as np
 
 LEVELS = 127           # symmetric int8 weights: [-127, 127]
 DAMP = 0.01            # H += DAMP * mean(diag H) * I (GPTQ's dampening: a well-conditioned inverse)
-PER_IMAGE = 256        # input positions (patches) sampled per image and layer
+PER_IMAGE = 256        # input positions (patches) sampled per image and layer, at most
+HESSIAN_FLOPS = 24e9   # per layer group: wide layers (ConvNeXt's 1536- and 3072-channel Dense) sample fewer positions
+HESSIAN_BUDGET = 2**30  # bytes of Hessians GPTQ may hold; a larger model keeps round-to-nearest (said, recorded)
 
 
 @dataclass
@@ -34,6 +36,14 @@ class Rounded:
     layers: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     output_error_ratio: float = 1.0   # sum over layers of |(W - W_q) X|^2, GPTQ against round-to-nearest
+    too_large: str | None = None      # why nothing was rounded: the Hessians would not fit the memory budget
+
+
+def hessian_bytes(layer) -> int:
+    """Memory of a layer's H = X X^T (float64, one per group)."""
+    kernel = layer.kernel.shape
+    d = int(np.prod(kernel[:-1]))  # Dense (in, out): in; Conv2D (kh, kw, cin / groups, out): kh * kw * cin / groups
+    return getattr(layer, "groups", 1) * d * d * 8
 
 
 def gptq(weights: np.ndarray, hessian: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -95,6 +105,10 @@ def round_weights(model, inputs: np.ndarray, batch: int = 8) -> Rounded:
         targets.append((layer, bn, source))
     if not targets:
         return Rounded(clone, [], skipped)
+    need = sum(hessian_bytes(layer) for layer, _, _ in targets)
+    if need > HESSIAN_BUDGET:
+        return Rounded(clone, [], skipped, too_large=f"its {len(targets)} layers need {need / 2**30:.1f} GiB of "
+                       f"Hessians (the kit keeps GPTQ within {HESSIAN_BUDGET / 2**30:.0f} GiB)")
     unique = list({s.name: s for _, _, s in targets}.values())
     rng = np.random.default_rng(0)
     hessians: dict[str, list[np.ndarray]] = {}
@@ -104,10 +118,9 @@ def round_weights(model, inputs: np.ndarray, batch: int = 8) -> Rounded:
         outs = dict(zip([s.name for s in unique], values))
         for layer, _, source in targets:
             x = outs[source.name]
-            sums[layer.name] = sums.get(layer.name, 0.0) + np.asarray(x, np.float64).reshape(
-                -1, x.shape[-1]).sum(axis=0)
+            sums[layer.name] = sums.get(layer.name, 0.0) + x.reshape(-1, x.shape[-1]).sum(axis=0, dtype=np.float64)
             counts[layer.name] = counts.get(layer.name, 0) + int(np.prod(x.shape[:-1]))
-            for g, rows in enumerate(_rows(layer, x, rng)):
+            for g, rows in enumerate(_rows(layer, x, rng, positions(layer, len(inputs)))):
                 part = rows.T @ rows
                 acc = hessians.setdefault(layer.name, [])
                 if len(acc) <= g:
@@ -148,14 +161,23 @@ def round_weights(model, inputs: np.ndarray, batch: int = 8) -> Rounded:
     return Rounded(clone, done, skipped, ours / theirs if theirs > 0 else 1.0)
 
 
-def _rows(layer, x, rng) -> list[np.ndarray]:
-    """The layer's input as rows of its weights' input dimension, per group: conv patches ([kh][kw][cin] order) or
-    dense inputs, PER_IMAGE sampled positions per image."""
-    import tensorflow as tf
+def positions(layer, images: int) -> int:
+    """Input positions sampled per image: PER_IMAGE, fewer where accumulating H = X X^T (2 d^2 per row) over all the
+    images would pass HESSIAN_FLOPS (never fewer than 16)."""
+    d = int(np.prod(layer.kernel.shape[:-1]))
+    return int(min(PER_IMAGE, max(16, HESSIAN_FLOPS // (2 * images * d * d))))
 
-    x = tf.convert_to_tensor(x)
-    if x.shape.rank == 2:
-        return [np.asarray(x, np.float64)]
+
+def _rows(layer, x, rng, per_image: int = PER_IMAGE) -> list[np.ndarray]:
+    """The layer's input as rows of its weights' input dimension, per group: conv patches ([kh][kw][cin] order) or
+    dense inputs, `per_image` sampled positions per image."""
+    x = np.asarray(x)
+    if not hasattr(layer, "kernel_size"):  # Dense, on (batch, in) or (batch, ..., in): every position is a row
+        rows = x.reshape(len(x), -1, x.shape[-1])
+        if rows.shape[1] > per_image:
+            chosen = np.stack([rng.choice(rows.shape[1], per_image, replace=False) for _ in range(len(x))])
+            rows = np.take_along_axis(rows, chosen[..., None], axis=1)
+        return [rows.reshape(-1, x.shape[-1]).astype(np.float64)]
     kh, kw = layer.kernel_size
     sh, sw = layer.strides
     groups = getattr(layer, "groups", 1)
@@ -165,10 +187,10 @@ def _rows(layer, x, rng) -> list[np.ndarray]:
         for size, k, s in zip(x.shape[1:3], (kh, kw), (sh, sw)):
             total = max((-(-size // s) - 1) * s + k - size, 0)
             pads.append([total // 2, total - total // 2])
-        x = tf.pad(x, [[0, 0], *pads, [0, 0]])
+        x = np.pad(x, [[0, 0], *pads, [0, 0]])
     n = x.shape[0]
     oh, ow = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
-    take = min(PER_IMAGE, oh * ow)
+    take = min(per_image, oh * ow)
     chosen = np.stack([rng.choice(oh * ow, take, replace=False) for _ in range(n)])
     rows, cols = chosen // ow * sh, chosen % ow * sw  # each sampled output position's top-left input pixel
     x = np.asarray(x, np.float64)

@@ -120,14 +120,15 @@ def test_a_model_without_pairs_is_left_as_it_is_and_the_fallback_is_named():
     model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x)))
     assert equalize(model).pairs == 0
     logged = []
-    calibration = SimpleNamespace(inputs=np.zeros((2, 16, 16, 3), np.float32))
+    calibration = SimpleNamespace(inputs=np.random.default_rng(0).normal(0, 1, (2, 16, 16, 3)).astype(np.float32))
     job = SimpleNamespace(reference=SimpleNamespace(model=model), log=logged.append,
                           plan=SimpleNamespace(calibration=calibration))
     lowered = object()
     same, record = equalized_lowered(lowered, job, "equalize+percentile", ONNX_DEFAULT)
     assert same is lowered
     assert (record.method, record.used, record.equalized_pairs) == ("equalize+percentile", "percentile", 0)
-    assert "fell back to percentile" in record.note and logged and logged[0].startswith("WARNING")
+    assert "no conv -> ReLU -> conv pair" in record.note and "fell back to percentile" in record.note
+    assert logged and logged[0].startswith("WARNING")
     # a SavedModel reference has no Keras layers: the same
     saved_model = SimpleNamespace(reference=SimpleNamespace(), log=logged.append)
     _, record = equalized_lowered(lowered, saved_model, "equalize", ONNX_DEFAULT)
@@ -276,17 +277,19 @@ def test_equalized_tflite_int8_records_its_method_and_stays_close(tmp_path, smal
 
 @pytest.mark.parametrize("fmt", ["tflite", "onnx"])
 def test_the_reference_default_int8_holds_its_measured_quality(converted, fmt):
-    """The session's default int8 files of the reference checkpoint (64 calibration crops, 176 held-out crops,
-    bias+mse: here 34.11 and 34.02 dB). Measured with the CLI's 128 crops: TFLite 34.4 dB against min/max's 32.1, ONNX 34.6 dB against
-    32.6 (benchmarks/int8_calibration_200mf.md). The issue's 35 dB is not reached yet."""
+    """The session's default int8 files of the reference checkpoint (equalize+gptq+mse; 64 calibration crops, 176
+    held-out crops) at >= 35 dB logit SQNR, 2 dB past the best peer toolchain (litert-torch, 33.0 dB). With the
+    CLI's 128 crops: TFLite 35.5 dB, ONNX 35.2 dB, against 32.1 / 32.6 dB for min/max
+    (benchmarks/int8_calibration_200mf.md)."""
     from converters.int8_calibration import ONNX_DEFAULT, TFLITE_DEFAULT
 
     _, result = converted("int8", fmt)
     method = result.metadata["calibration_method"]
     default = TFLITE_DEFAULT if fmt == "tflite" else ONNX_DEFAULT
-    assert method["method"] == method["used"] == default and method["rounded_layers"] > 0 and method["equalized_pairs"] > 0
+    assert method["method"] == method["used"] == default
+    assert method["rounded_layers"] > 0 and method["equalized_pairs"] > 0
     print(f"{fmt} default int8: {result.drift.sqnr_db:.2f} dB, top-1 {result.drift.top1_agreement:.4f}")
-    assert result.drift.sqnr_db >= 33.5 and result.drift.top1_agreement >= 0.99  # measured 34.11 / 34.02 dB, min/max 32.1 / 32.6
+    assert result.drift.sqnr_db >= 35.0 and result.drift.top1_agreement >= 0.99
 
 
 def test_mse_range_clips_outliers_and_keeps_a_range_without_them():
@@ -440,3 +443,20 @@ def test_the_default_int8_tflite_is_deterministic(tmp_path, converted, source, v
     again = tmp_path / "m_int8.tflite"
     tflite.convert(source, plan(again, "int8", calibration=calibration), validation, log=lambda m: None)
     assert again.read_bytes() == converted("int8")[0].read_bytes()
+
+
+def test_gptq_on_a_model_too_large_for_its_hessians_falls_back_to_bias_correction(small_regnety, images, monkeypatch):
+    """GPTQ keeps its Hessians within a memory budget; a model that needs more keeps round-to-nearest with bias
+    correction instead, and the record and the log say so (EfficientNet-B7's 1x1 convs read up to 3840 channels)."""
+    import converters.rounding as rounding
+    from converters.int8_calibration import TFLITE_DEFAULT, equalized_lowered
+
+    monkeypatch.setattr(rounding, "HESSIAN_BUDGET", 1000)
+    logged = []
+    job = SimpleNamespace(reference=_tiny_reference(small_regnety), log=logged.append,
+                          plan=SimpleNamespace(calibration=SimpleNamespace(inputs=images[:8])))
+    monkeypatch.setattr("converters.pipeline.lower", lambda reference, plan: ("lowered", reference.model))
+    lowered, record = equalized_lowered("graph", job, "gptq+mse", TFLITE_DEFAULT)
+    assert record.used == "bias+mse" and record.rounded_layers == 0 and record.bias_corrected > 0
+    assert "Hessians" in record.note and "fell back to bias+mse" in record.note
+    assert lowered[0] == "lowered" and any(line.startswith("WARNING: --calibration gptq+mse") for line in logged)
