@@ -87,16 +87,14 @@ def correct_biases(model, inputs: np.ndarray, batch: int = 16) -> BiasCorrected:
     """A copy of `model` whose conv / dense biases absorb the mean shift of their weights' int8 quantization."""
     import keras
 
+    from converters.probe import batches
+
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
     found = target_layers(clone)
-    targets = [(layer, bn) for layer, bn, _ in found]
-    if not targets:
+    if not found:
         return BiasCorrected(clone)
-    sources = [source for _, _, source in found]
-    unique = list({s.name: s for s in sources}.values())
-    from converters.probe import batches
-
+    unique = list({source.name: source for _, _, source in found}.values())
     sums = {s.name: 0.0 for s in unique}
     for outs in batches(clone, [s.output for s in unique], inputs, batch):
         for s, out in zip(unique, outs):
@@ -104,7 +102,7 @@ def correct_biases(model, inputs: np.ndarray, batch: int = 16) -> BiasCorrected:
             sums[s.name] = sums[s.name] + out.reshape(-1, out.shape[-1]).sum(axis=0)
     weights = {layer.name: layer.get_weights() for layer in clone.layers}
     corrected, worst = [], 0.0
-    for (layer, bn), source in zip(targets, sources):
+    for layer, bn, source in found:
         shape = source.output.shape
         positions = len(inputs) * int(np.prod([d for d in shape[1:-1]]))
         mean_in = sums[source.name] / positions

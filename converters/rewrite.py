@@ -434,10 +434,9 @@ def _split(layer, x):
             part = layers.ZeroPadding2D(padding, name=f"{layer.name}_g{i}_pad")(part)
         cols = slice(i * per_conv * out_per_group, (i + 1) * per_conv * out_per_group)
         part_kernel = kernel[..., cols]
-        if per_conv > 1:
-            part_kernel = block_diagonal_kernel(part_kernel, per_conv)
         conv = _conv_like(layer, per_conv * out_per_group, f"{layer.name}_g{i}")
         if per_conv > 1:
+            part_kernel = block_diagonal_kernel(part_kernel, per_conv)
             conv.kernel_constraint = _block_diagonal_constraint()(per_conv)
         y = _apply(conv, part, part_kernel, None if bias is None else bias[cols])
         for after in chain:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from calibration.representative import Prepared
 from converters import cli, tflite_metadata
-from converters.int8_calibration import TFLITE_DEFAULT, TFLITE_METHODS, check_method, equalized_lowered, uses_mse
+from converters.int8_calibration import (TFLITE_DEFAULT, TFLITE_METHODS, check_method, equalized_lowered, join, parts,
+                                         uses_mse)
 from converters.metadata import embed_tflite
 from converters.pipeline import Candidate, Job, convert as run_pipeline, log as default_log
 from converters.plan import Evaluation, Plan, Result
@@ -121,7 +122,6 @@ class TFLiteExporter:
         facts = replace(candidate.facts, keep_float=outcome.keep_float, worst_layers=outcome.worst_layers,
                         calibration=_selective_calibration(candidate.facts.calibration, outcome.data, candidate.data,
                                                            job))
-
         return Candidate(outcome.data, facts, candidate.lowered), outcome.evaluation
 
     def embed(self, data: bytes, record: dict) -> bytes:
@@ -131,9 +131,9 @@ class TFLiteExporter:
 def _selective_calibration(record: dict | None, written: bytes, full: bytes, job: Job) -> dict | None:
     """The keep-float file is quantized by LiteRT's debugger, which calibrates with min/max: when it replaces a
     file whose ranges the kit chose, the record says so instead of naming ranges the file does not have."""
-    if record is None or written == full or "mse" not in record["used"].split("+"):
+    if record is None or written == full or "mse" not in parts(record["used"]):
         return record
-    used = "+".join(p for p in record["used"].split("+") if p != "mse") or "minmax"
+    used = join([p for p in parts(record["used"]) if p != "mse"])
     note = f"--keep-float quantizes with LiteRT's debugger, which calibrates with min/max: used {used}"
     job.log(f"note: {note}")
     return {**record, "used": used, "note": note}

@@ -78,7 +78,6 @@ def with_signature(data: bytes, graph: Graph) -> bytes:
     """The model with a `serving_default` signature (input: the model's input name, output: "output_0"), as
     TFLiteConverter.from_keras_model writes it, when the conversion route wrote none (a frozen concrete function).
     Runtimes that call models by signature (LiteRT's signature runners) find what they did before."""
-    import flatbuffers
     from tensorflow.lite.python import schema_py_generated as schema
 
     graph = as_graph(graph)
@@ -91,7 +90,15 @@ def with_signature(data: bytes, graph: Graph) -> bytes:
     signature.inputs = [_tensor_map(schema, graph.input_name, subgraph.inputs[0])]
     signature.outputs = [_tensor_map(schema, "output_0", subgraph.outputs[0])]
     model.signatureDefs = [signature]
-    builder = flatbuffers.Builder(len(data) + 1024)
+    return packed(model, len(data))
+
+
+def packed(model, size: int) -> bytes:
+    """A schema ModelT (tensorflow.lite.python.schema_py_generated) written back as .tflite bytes; `size`: the
+    unpacked file's, for the builder's first allocation."""
+    import flatbuffers
+
+    builder = flatbuffers.Builder(size + 4096)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
 

@@ -40,14 +40,14 @@ def sample_activations(calibrated: bytes, inputs: np.ndarray, tensors: list[int]
                        progress=None) -> Samples:
     """Each tensor's bounds (and, outside `exact`, a sample of its values) on the calibration images, run through
     LiteRT's builtin kernels in float."""
+    from tqdm import tqdm
+
     from edge.runtime import RuntimeOptions, tflite_interpreter
 
     interpreter, _ = tflite_interpreter(calibrated, RuntimeOptions(threads=2, xnnpack=False), "the calibrated model",
                                         keep_intermediates=True)
     feed = interpreter.get_input_details()[0]["index"]
     samples = Samples()
-    from tqdm import tqdm
-
     for x in tqdm(inputs, desc="calibrating", unit="img", leave=False, disable=None, file=progress or sys.stderr):
         interpreter.set_tensor(feed, x[None])
         interpreter.invoke()
@@ -56,28 +56,29 @@ def sample_activations(calibrated: bytes, inputs: np.ndarray, tensors: list[int]
     return samples
 
 
-def with_ranges(calibrated: bytes, ranges: dict[int, tuple[float, float]]) -> bytes:
-    """The calibrated model with the given tensors' min/max replaced."""
-    import flatbuffers
-    from tensorflow.lite.python import schema_py_generated as schema
+def with_ranges(model, ranges: dict[int, tuple[float, float]], size: int) -> bytes:
+    """The calibrated model (a schema ModelT) with the given tensors' min/max replaced, as bytes."""
+    from converters.tflite_converter import packed
 
-    model = schema.ModelT.InitFromPackedBuf(bytearray(calibrated), 0)
     tensors = model.subgraphs[0].tensors
     for index, (lo, hi) in ranges.items():
         tensors[index].quantization.min = [float(lo)]
         tensors[index].quantization.max = [float(hi)]
-    builder = flatbuffers.Builder(len(calibrated) + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return packed(model, size)
 
 
-def choose_ranges(calibrated: bytes, inputs: np.ndarray, method: str = "mse",
-                  progress=None) -> dict[int, tuple[float, float]]:
-    """Every calibrated tensor's range on `inputs`: "minmax" the exact min/max (what the converter's calibrator
-    records), "mse" the least quantization error (exact where the range must stay exact)."""
+def _unpacked(data: bytes):
     from tensorflow.lite.python import schema_py_generated as schema
 
-    tensors, exact = calibrated_tensors(schema.ModelT.InitFromPackedBuf(bytearray(calibrated), 0))
+    return schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+
+
+def choose_ranges(calibrated: bytes, inputs: np.ndarray, method: str = "mse", progress=None,
+                  model=None) -> dict[int, tuple[float, float]]:
+    """Every calibrated tensor's range on `inputs`: "minmax" the exact min/max (what the converter's calibrator
+    records), "mse" the least quantization error (exact where the range must stay exact). `model`: the calibrated
+    bytes already unpacked, when the caller has them."""
+    tensors, exact = calibrated_tensors(_unpacked(calibrated) if model is None else model)
     samples = sample_activations(calibrated, inputs, tensors, exact if method == "mse" else set(tensors), progress)
     chosen = samples.mse_ranges() if method == "mse" else {}
     return {index: chosen.get(index, samples.bounds[index]) for index in tensors}
@@ -91,7 +92,8 @@ def quantize(converter, inputs: np.ndarray, method: str = "mse", progress=None) 
     converter._experimental_calibrate_only = True
     converter.representative_dataset = lambda: iter([[inputs[:1]]])  # marks the calibrated tensors; ranges: below
     calibrated = bytes(converter.convert())
-    calibrated = with_ranges(calibrated, choose_ranges(calibrated, inputs, method, progress))
+    model = _unpacked(calibrated)
+    calibrated = with_ranges(model, choose_ranges(calibrated, inputs, method, progress, model), len(calibrated))
     quantized = mlir_quantize(calibrated, converter._experimental_disable_per_channel,
                               input_data_type=converter.inference_input_type,
                               output_data_type=converter.inference_output_type,

@@ -62,9 +62,9 @@ def first_load(name: str, data: bytes, attempt: Callable[[], None], time_limit: 
                              "the file is damaged or not a model this runtime can run")
     output, _, python_error = bytes(said).partition(_MARK)
     words = _last_words(output)
-    tail = f": {words}" if words else ""
+    said_last = f": {words}" if words else ""
     if os.WIFSIGNALED(status):
-        raise ModelFileError(f"the runtime crashed loading {name} ({signal.Signals(os.WTERMSIG(status)).name}){tail}; "
+        raise ModelFileError(f"the runtime crashed loading {name} ({signal.Signals(os.WTERMSIG(status)).name}){said_last}; "
                              "the file is damaged or not a model this runtime can run")
     code = os.WEXITSTATUS(status)
     if code == _PYTHON_ERROR:
@@ -75,7 +75,7 @@ def first_load(name: str, data: bytes, attempt: Callable[[], None], time_limit: 
                                  "device")
         return  # the caller's in-process load raises the same error, with its own one-line message
     if code != 0:
-        raise ModelFileError(f"the runtime exited with status {code} loading {name}{tail}; the file is damaged or not a "
+        raise ModelFileError(f"the runtime exited with status {code} loading {name}{said_last}; the file is damaged or not a "
                              "model this runtime can run")
     _passed.add(digest)
 
