@@ -12,6 +12,7 @@ import sys
 from calibration.representative import Prepared
 from converters.reference import Graph, as_graph
 from converters.targets import Target
+from converters.tflite_model import packed, unpacked
 from edge.capture import captured_native_output, tail
 from edge.errors import ConfigError, ConversionError, KitError, first_line
 from edge.tflite_file import CONV_2D, CUSTOM, builtin_op_name, operator_codes
@@ -81,7 +82,7 @@ def with_signature(data: bytes, graph: Graph) -> bytes:
     from tensorflow.lite.python import schema_py_generated as schema
 
     graph = as_graph(graph)
-    model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    model = unpacked(data)
     if model.signatureDefs or not hasattr(graph, "input_name") or len(model.subgraphs[0].inputs) != 1:
         return data
     subgraph = model.subgraphs[0]
@@ -91,16 +92,6 @@ def with_signature(data: bytes, graph: Graph) -> bytes:
     signature.outputs = [_tensor_map(schema, "output_0", subgraph.outputs[0])]
     model.signatureDefs = [signature]
     return packed(model, len(data))
-
-
-def packed(model, size: int) -> bytes:
-    """A schema ModelT (tensorflow.lite.python.schema_py_generated) written back as .tflite bytes; `size`: the
-    unpacked file's, for the builder's first allocation."""
-    import flatbuffers
-
-    builder = flatbuffers.Builder(size + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
 
 
 def _tensor_map(schema, name: str, index) -> object:

@@ -20,6 +20,7 @@ import sys
 import numpy as np
 
 from converters.activation_ranges import Samples
+from converters.tflite_model import packed, unpacked
 
 FIXED_RANGE_OPS = {14: "LOGISTIC", 25: "SOFTMAX", 28: "TANH"}  # builtin codes whose int8 output scale is fixed
 
@@ -58,8 +59,6 @@ def sample_activations(calibrated: bytes, inputs: np.ndarray, tensors: list[int]
 
 def with_ranges(model, ranges: dict[int, tuple[float, float]], size: int) -> bytes:
     """The calibrated model (a schema ModelT) with the given tensors' min/max replaced, as bytes."""
-    from converters.tflite_converter import packed
-
     tensors = model.subgraphs[0].tensors
     for index, (lo, hi) in ranges.items():
         tensors[index].quantization.min = [float(lo)]
@@ -67,18 +66,12 @@ def with_ranges(model, ranges: dict[int, tuple[float, float]], size: int) -> byt
     return packed(model, size)
 
 
-def _unpacked(data: bytes):
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    return schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
-
-
 def choose_ranges(calibrated: bytes, inputs: np.ndarray, method: str = "mse", progress=None,
                   model=None) -> dict[int, tuple[float, float]]:
     """Every calibrated tensor's range on `inputs`: "minmax" the exact min/max (what the converter's calibrator
     records), "mse" the least quantization error (exact where the range must stay exact). `model`: the calibrated
     bytes already unpacked, when the caller has them."""
-    tensors, exact = calibrated_tensors(_unpacked(calibrated) if model is None else model)
+    tensors, exact = calibrated_tensors(unpacked(calibrated) if model is None else model)
     samples = sample_activations(calibrated, inputs, tensors, exact if method == "mse" else set(tensors), progress)
     chosen = samples.mse_ranges() if method == "mse" else {}
     return {index: chosen.get(index, samples.bounds[index]) for index in tensors}
@@ -92,7 +85,7 @@ def quantize(converter, inputs: np.ndarray, method: str = "mse", progress=None) 
     converter._experimental_calibrate_only = True
     converter.representative_dataset = lambda: iter([[inputs[:1]]])  # marks the calibrated tensors; ranges: below
     calibrated = bytes(converter.convert())
-    model = _unpacked(calibrated)
+    model = unpacked(calibrated)
     calibrated = with_ranges(model, choose_ranges(calibrated, inputs, method, progress, model), len(calibrated))
     quantized = mlir_quantize(calibrated, converter._experimental_disable_per_channel,
                               input_data_type=converter.inference_input_type,
