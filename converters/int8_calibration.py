@@ -25,10 +25,12 @@ names the method asked for and the one used.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from converters import cache
 from edge.errors import ConfigError
 
 REWRITES = ("", "equalize", "bias", "equalize+bias", "gptq", "equalize+gptq")  # float rewrites before conversion
@@ -91,7 +93,9 @@ def equalized_lowered(lowered, job, method: str, default: str):
     """(the lowered graph to convert, CalibrationRecord): the float rewrites the method asks for (equalize, then
     bias or gptq), made on the reference's Keras model before lowering; a rewrite that cannot run on the model or
     the calibration images is dropped, and the method used instead is logged (a WARNING when the user asked for
-    the method, a note for the default)."""
+    the method, a note for the default). The rewritten weights are kept in the cache folder (converters.cache)
+    under a key of the model, the calibration images, the method and the code: converting the same model again
+    reads them back instead of fitting them again."""
     wanted = parts(method)
     rewrites = [p for p in wanted if p in ("equalize", "bias", "gptq")]
     if not rewrites:
@@ -100,16 +104,79 @@ def equalized_lowered(lowered, job, method: str, default: str):
     if model is None or not hasattr(model, "layers"):
         used = join([p for p in wanted if p not in rewrites])
         why = f"{' and '.join(rewrites)} need a Keras model (a SavedModel has no layers to rescale)"
-        return lowered, _fallback(job, CalibrationRecord(method, method), default, used, why)
-    record, used = CalibrationRecord(method, method), list(wanted)
+        return lowered, _fallback(job.log, CalibrationRecord(method, method), default, used, why)
     inputs = job.plan.calibration.inputs
+    key = _rewrite_key(model, inputs, method, default)
+    stored = cache.read(REWRITES_KIND, key) if key else None
+    if stored is not None:
+        rewritten, record = _restored(model, stored, job.log, key)
+    else:
+        said: list[str] = []
+
+        def log(message: str) -> None:
+            said.append(message)
+            job.log(message)
+
+        rewritten, record = _rewritten(model, inputs, method, default, log)
+        if key:
+            weights = rewritten.get_weights() if rewritten is not model else []
+            cache.write(REWRITES_KIND, key, {"record": cache.text(asdict(record)), "said": cache.text(said),
+                                             **{f"w{i:05d}": w for i, w in enumerate(weights)}})
+    if rewritten is model:
+        return lowered, record
+    from converters.pipeline import lower
+
+    return lower(replace(job.reference, model=rewritten), job.plan), record
+
+
+REWRITES_KIND = "int8-rewrites"
+
+
+def _rewrite_key(model, inputs: np.ndarray, method: str, default: str) -> str | None:
+    """The cache key of the rewrites: the model (architecture and weights), the images, the method, every setting
+    and line of the code that fits them. None for a model whose architecture cannot be written down."""
+    from converters import bias_correction, equalize, probe, rounding
+
+    try:
+        architecture = model.to_json()
+    except Exception:  # a layer Keras cannot serialize: computed each time
+        return None
+    key = cache.Key(f"{REWRITES_KIND} v1").versions().facts(method=method, default=default, architecture=architecture)
+    key.settings(sys.modules[__name__], equalize, rounding, bias_correction, probe)
+    key.sources("converters/int8_calibration.py", "converters/equalize.py", "converters/rounding.py",
+                "converters/bias_correction.py", "converters/probe.py")
+    return key.array(np.asarray(inputs, np.float32)).weights(model).hexdigest()
+
+
+def _restored(model, stored: dict, log, key: str):
+    """(the rewritten model, its record) from a cache entry, with what the fitting said said again."""
+    import keras
+
+    record = CalibrationRecord(**cache.untext(stored["record"]))
+    weights = [stored[name] for name in sorted(stored) if name.startswith("w")]
+    log(f"calibration {record.method}: the float rewrites from the cache ({cache.entry(REWRITES_KIND, key).parent}, "
+        f"key {key[:12]})")
+    for line in cache.untext(stored["said"]):
+        log(line)
+    if not weights:
+        return model, record
+    clone = keras.models.clone_model(model)
+    clone.set_weights(weights)
+    return clone, record
+
+
+def _rewritten(model, inputs: np.ndarray, method: str, default: str, log):
+    """(the rewritten Keras model, or `model` when nothing changed; the record): the rewrites themselves."""
+    wanted = parts(method)
+    rewrites = [p for p in wanted if p in ("equalize", "bias", "gptq")]
+    record, used = CalibrationRecord(method, method), list(wanted)
     uniform = uniform_images(inputs)
     data_driven = [p for p in rewrites if p in ("equalize", "gptq")]
     if uniform and data_driven:
         for p in data_driven:
             used.remove(p)
         rewrites = [p for p in rewrites if p not in data_driven]
-        record = _fallback(job, record, default, join(used), f"{uniform}: {' and '.join(data_driven)} would fit the "
+        record = _fallback(log, record, default, join(used), f"{uniform}: {' and '.join(data_driven)} would fit the "
                            "model to them (calibrate on images like the ones it will see: --calib DIR)",
                            "on these calibration images")
     if "equalize" in rewrites:
@@ -117,13 +184,13 @@ def equalized_lowered(lowered, job, method: str, default: str):
 
         result = equalize(model, ranges=activation_ranges(model, inputs), alpha=EQUALIZE_ALPHA)
         if result.pairs == 0:
-            record = _without(job, record, default, used, "equalize",
+            record = _without(log, record, default, used, "equalize",
                               "the model has no conv -> ReLU -> conv pair to equalize (equalization knows Conv2D "
                               "[+ BatchNormalization] -> ReLU -> Conv2D/Dense, through zero padding, global pooling "
                               "and squeeze-excitation)")
         else:
             model, record.equalized_pairs = result.model, result.pairs
-            job.log(f"calibration {method}: equalized {result.pairs} conv -> ReLU -> conv pairs (exact in float)")
+            log(f"calibration {method}: equalized {result.pairs} conv -> ReLU -> conv pairs (exact in float)")
     if "gptq" in rewrites:
         from converters.rounding import round_weights
 
@@ -131,30 +198,26 @@ def equalized_lowered(lowered, job, method: str, default: str):
         if result.too_large:
             used[used.index("gptq")] = "bias"
             rewrites.append("bias")
-            record = _fallback(job, record, default, join(used), result.too_large, "on a model this large")
+            record = _fallback(log, record, default, join(used), result.too_large, "on a model this large")
         elif not result.layers:
-            record = _without(job, record, default, used, "gptq",
+            record = _without(log, record, default, used, "gptq",
                               "the model has no conv or dense layer whose int8 rounding the kit can choose")
         else:
             model, record.rounded_layers = result.model, len(result.layers)
-            job.log(f"calibration {method}: chose the int8 rounding of {len(result.layers)} layers' weights (GPTQ: "
-                    f"{result.output_error_ratio:.2f}x round-to-nearest's output error on the calibration images)")
+            log(f"calibration {method}: chose the int8 rounding of {len(result.layers)} layers' weights (GPTQ: "
+                f"{result.output_error_ratio:.2f}x round-to-nearest's output error on the calibration images)")
     if "bias" in rewrites:
         from converters.bias_correction import correct_biases
 
         result = correct_biases(model, inputs)
         if not result.layers:
-            record = _without(job, record, default, used, "bias",
+            record = _without(log, record, default, used, "bias",
                               "the model has no conv or dense layer with a bias to correct")
         else:
             model, record.bias_corrected = result.model, len(result.layers)
-            job.log(f"calibration {method}: corrected the biases of {len(result.layers)} layers for their int8 weights")
+            log(f"calibration {method}: corrected the biases of {len(result.layers)} layers for their int8 weights")
     record.used = join(used)
-    if model is getattr(job.reference, "model", None):
-        return lowered, record
-    from converters.pipeline import lower
-
-    return lower(replace(job.reference, model=model), job.plan), record
+    return model, record
 
 
 def uniform_images(inputs: np.ndarray) -> str | None:
@@ -170,17 +233,17 @@ def uniform_images(inputs: np.ndarray) -> str | None:
     return None
 
 
-def _without(job, record: CalibrationRecord, default: str, used: list[str], part: str, why: str) -> CalibrationRecord:
+def _without(log, record: CalibrationRecord, default: str, used: list[str], part: str, why: str) -> CalibrationRecord:
     """`part` taken out of the method used (a list, changed in place), the fallback noted and logged."""
     used.remove(part)
-    return _fallback(job, record, default, join(used), why)
+    return _fallback(log, record, default, join(used), why)
 
 
-def _fallback(job, record: CalibrationRecord, default: str, used: str, why: str,
+def _fallback(log, record: CalibrationRecord, default: str, used: str, why: str,
               where: str = "on this model") -> CalibrationRecord:
     """The record with the fallback noted (after any earlier one), logged as a WARNING when the user asked for the
     method, a note for the default."""
     note = f"--calibration {record.method} cannot run {where}: {why}; fell back to {used}"
-    job.log(f"WARNING: {note}" if record.method != default else f"note: {note}")
+    log(f"WARNING: {note}" if record.method != default else f"note: {note}")
     record.used, record.note = used, note if record.note is None else f"{record.note}; {note}"
     return record

@@ -81,7 +81,7 @@ def quantize_int8(proto, calibration: Prepared, activations: str = "int8", windo
         try:
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
             if mse:
-                extra["TensorQuantOverrides"] = mse_overrides(onnx.load(pre), calibration.inputs)
+                extra["TensorQuantOverrides"] = cached_mse_overrides(pre, calibration.inputs)
             quantize_static(str(pre), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QInt8 if activations == "int8" else QuantType.QUInt8,
                             weight_type=QuantType.QInt8, reduce_range=reduce_range, calibrate_method=method,
@@ -92,6 +92,28 @@ def quantize_int8(proto, calibration: Prepared, activations: str = "int8", windo
         finally:
             reader.bar.close()
         return onnx.load(dst)
+
+
+def cached_mse_overrides(path: Path, inputs) -> dict:
+    """mse_overrides of the ONNX file at `path`, kept in the cache folder (converters.cache) under a key of the
+    file's bytes, the images, and the code and settings that choose the ranges."""
+    import onnx
+
+    from converters import activation_ranges, cache
+
+    data = path.read_bytes()
+    key = cache.Key("onnx-mse-ranges v1").versions().settings(activation_ranges)
+    key = key.sources("converters/onnx_quantize.py", "converters/activation_ranges.py").data(data)
+    key = key.array(np.asarray(inputs, np.float32)).hexdigest()
+    stored = cache.read("onnx-mse-ranges", key)
+    if stored is not None and set(stored) == {"names", "ranges"}:
+        return {name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}]
+                for name, (lo, hi) in zip(cache.untext(stored["names"]), stored["ranges"])}
+    overrides = mse_overrides(onnx.load_from_string(data), inputs)
+    names = list(overrides)
+    cache.write("onnx-mse-ranges", key, {"names": cache.text(names), "ranges": np.array(
+        [[overrides[n][0]["rmin"], overrides[n][0]["rmax"]] for n in names], np.float32).reshape(-1, 2)})
+    return overrides
 
 
 def mse_overrides(proto, inputs) -> dict:

@@ -77,6 +77,29 @@ def choose_ranges(calibrated: bytes, inputs: np.ndarray, method: str = "mse", pr
     return {index: chosen.get(index, samples.bounds[index]) for index in tensors}
 
 
+KIND = "tflite-ranges"
+
+
+def cached_ranges(calibrated: bytes, inputs: np.ndarray, method: str = "mse", progress=None,
+                  model=None) -> dict[int, tuple[float, float]]:
+    """choose_ranges, kept in the cache folder (converters.cache) under a key of the calibrated model's bytes (its
+    graph and weights), the images, the method, and the code and settings that choose them."""
+    from converters import activation_ranges, cache
+
+    key = cache.Key(f"{KIND} v1").versions().facts(method=method)
+    key.settings(activation_ranges, sys.modules[__name__])
+    key.sources("converters/tflite_ranges.py", "converters/activation_ranges.py", "converters/tflite_model.py",
+                "edge/runtime.py")
+    key = key.data(calibrated).array(np.asarray(inputs, np.float32)).hexdigest()
+    stored = cache.read(KIND, key)
+    if stored is not None and set(stored) == {"tensors", "ranges"}:
+        return {int(i): (float(lo), float(hi)) for i, (lo, hi) in zip(stored["tensors"], stored["ranges"])}
+    ranges = choose_ranges(calibrated, inputs, method, progress, model)
+    tensors = np.array(sorted(ranges), np.int64)
+    cache.write(KIND, key, {"tensors": tensors, "ranges": np.array([ranges[i] for i in tensors], np.float64)})
+    return ranges
+
+
 def quantize(converter, inputs: np.ndarray, method: str = "mse", progress=None) -> bytes:
     """The converter's full int8 model with the kit's activation ranges (see the module). progress: the stream for
     the calibration progress bar (default stderr)."""
@@ -86,7 +109,7 @@ def quantize(converter, inputs: np.ndarray, method: str = "mse", progress=None) 
     converter.representative_dataset = lambda: iter([[inputs[:1]]])  # marks the calibrated tensors; ranges: below
     calibrated = bytes(converter.convert())
     model = unpacked(calibrated)
-    calibrated = with_ranges(model, choose_ranges(calibrated, inputs, method, progress, model), len(calibrated))
+    calibrated = with_ranges(model, cached_ranges(calibrated, inputs, method, progress, model), len(calibrated))
     quantized = mlir_quantize(calibrated, converter._experimental_disable_per_channel,
                               input_data_type=converter.inference_input_type,
                               output_data_type=converter.inference_output_type,
