@@ -21,6 +21,7 @@ import numpy as np
 
 from calibration.datasets import DatasetError, ImageSet, Sample, fingerprint, scan_folder
 from calibration.photos import class_names, photo_crops
+from edge import cache
 from edge.preprocessing import PreprocessSpec
 
 DEFAULT_CALIBRATION = 128
@@ -69,7 +70,19 @@ def _prepare(images: ImageSet, spec: PreprocessSpec, count: int | None, seed: in
         order = np.random.default_rng(seed).permutation(len(samples))
         samples = [samples[i] for i in order]
     ordered = ImageSet(images.root, samples)
-    pairs = list(ordered.decoded(spec, limit=count))
+    settings = {"purpose": purpose, "count": count, "seed": seed, "preprocessing": spec.to_json()}
+    head = samples[:count] if count is not None else samples
+    prints = fingerprint(head, settings)
+    key = _key(head, prints)
+    stored = cache.read(KIND, key) if key else None
+    if stored is not None and set(stored) == {"inputs"} and len(stored["inputs"]) == len(head):
+        pairs = list(zip(head, stored["inputs"]))  # decoded before, every one of them (the key has their bytes)
+        inputs = stored["inputs"]
+    else:
+        pairs = list(ordered.decoded(spec, limit=count))
+        inputs = np.stack([a for _, a in pairs]) if pairs else None
+        if key and not ordered.skipped and len(pairs) == len(head):
+            cache.write(KIND, key, {"inputs": inputs})
     if not pairs:
         raise DatasetError(f"{images.root}: none of its {len(samples)} image files could be decoded; "
                            "check the files (warnings above name each one)")
@@ -77,9 +90,23 @@ def _prepare(images: ImageSet, spec: PreprocessSpec, count: int | None, seed: in
         print(f"warning: asked for {count} {purpose} images, {images.root} has {len(pairs)} decodable; "
               f"using {len(pairs)}", file=sys.stderr)
     used = [s for s, _ in pairs]
-    settings = {"purpose": purpose, "count": count, "seed": seed, "preprocessing": spec.to_json()}
-    return Prepared(images.root, np.stack([a for _, a in pairs]), [s.name for s in used], [s.label for s in used],
-                    fingerprint(used, settings), ordered.skipped)
+    prints = prints if used == head else fingerprint(used, settings)
+    return Prepared(images.root, inputs, [s.name for s in used], [s.label for s in used], prints, ordered.skipped)
+
+
+KIND = "prepared-images"
+
+
+def _key(samples: list[Sample], prints: str) -> str | None:
+    """The cache key of the decoded inputs (edge.cache): the samples' fingerprint (every file's bytes, crop box and
+    label, and the settings), their names, the decoding and preprocessing code, the Pillow and numpy versions."""
+    import PIL
+
+    if not samples:
+        return None
+    key = cache.Key(f"{KIND} v1").versions(PIL).facts(set=prints, names=[s.name for s in samples])
+    return key.sources("edge/images.py", "edge/preprocessing.py", "calibration/datasets.py",
+                       "calibration/representative.py", "calibration/photos.py").hexdigest()
 
 
 def check_sizes(calibration: int | None = None, validation: int | None = None) -> None:

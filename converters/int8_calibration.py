@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from converters import cache
+from edge import cache
 from edge.errors import ConfigError
 
 REWRITES = ("", "equalize", "bias", "equalize+bias", "gptq", "equalize+gptq")  # float rewrites before conversion
@@ -93,7 +93,7 @@ def equalized_lowered(lowered, job, method: str, default: str):
     """(the lowered graph to convert, CalibrationRecord): the float rewrites the method asks for (equalize, then
     bias or gptq), made on the reference's Keras model before lowering; a rewrite that cannot run on the model or
     the calibration images is dropped, and the method used instead is logged (a WARNING when the user asked for
-    the method, a note for the default). The rewritten weights are kept in the cache folder (converters.cache)
+    the method, a note for the default). The rewritten weights are kept in the cache folder (edge.cache)
     under a key of the model, the calibration images, the method and the code: converting the same model again
     reads them back instead of fitting them again."""
     wanted = parts(method)
@@ -135,13 +135,16 @@ REWRITES_KIND = "int8-rewrites"
 def _rewrite_key(model, inputs: np.ndarray, method: str, default: str) -> str | None:
     """The cache key of the rewrites: the model (architecture and weights), the images, the method, every setting
     and line of the code that fits them. None for a model whose architecture cannot be written down."""
+    import keras
+    import tensorflow as tf
+
     from converters import bias_correction, equalize, probe, rounding
 
     try:
         architecture = model.to_json()
     except Exception:  # a layer Keras cannot serialize: computed each time
         return None
-    key = cache.Key(f"{REWRITES_KIND} v1").versions().facts(method=method, default=default, architecture=architecture)
+    key = cache.Key(f"{REWRITES_KIND} v1").versions(tf, keras).facts(method=method, default=default, architecture=architecture)
     key.settings(sys.modules[__name__], equalize, rounding, bias_correction, probe)
     key.sources("converters/int8_calibration.py", "converters/equalize.py", "converters/rounding.py",
                 "converters/bias_correction.py", "converters/probe.py")

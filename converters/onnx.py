@@ -9,7 +9,6 @@ The artifact is run and compared with the reference before it is written (conver
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import asdict, dataclass
 
 from calibration.representative import Prepared
@@ -22,7 +21,7 @@ from converters.onnx_quantize import ACTIVATIONS, KernelCheck, kernel_check, qua
 from converters.pipeline import Candidate, Job, convert as run_pipeline, log as default_log
 from converters.plan import Evaluation, Plan, Result
 from converters.reference import Lowered, Reference
-from edge.errors import ConfigError, ConversionError, run_cli
+from edge.errors import ConfigError, ConversionError, exit_now, run_cli
 
 FORMAT = "onnx"
 OPSETS = range(13, 22)  # what tf2onnx and ONNX Runtime both support
@@ -169,4 +168,4 @@ main = FRONTEND.main
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    exit_now(run_cli(main))

@@ -95,14 +95,16 @@ def quantize_int8(proto, calibration: Prepared, activations: str = "int8", windo
 
 
 def cached_mse_overrides(path: Path, inputs) -> dict:
-    """mse_overrides of the ONNX file at `path`, kept in the cache folder (converters.cache) under a key of the
+    """mse_overrides of the ONNX file at `path`, kept in the cache folder (edge.cache) under a key of the
     file's bytes, the images, and the code and settings that choose the ranges."""
     import onnx
+    import onnxruntime
 
-    from converters import activation_ranges, cache
+    from converters import activation_ranges
+    from edge import cache
 
     data = path.read_bytes()
-    key = cache.Key("onnx-mse-ranges v1").versions().settings(activation_ranges)
+    key = cache.Key("onnx-mse-ranges v1").versions(onnx, onnxruntime).settings(activation_ranges)
     key = key.sources("converters/onnx_quantize.py", "converters/activation_ranges.py").data(data)
     key = key.array(np.asarray(inputs, np.float32)).hexdigest()
     stored = cache.read("onnx-mse-ranges", key)

@@ -2,7 +2,7 @@
 
 Every conversion and `validate` measures drift against the Keras reference's outputs on the same 176 crops; computing
 them is 5-8 s of a 200MF conversion (more for larger models), and `make demo` needs them three times. They are kept
-(converters.cache) under a key that covers everything they depend on: the model's identity, every weight's bytes,
+(edge.cache) under a key that covers everything they depend on: the model's identity, every weight's bytes,
 the input tensors' bytes, the source of the code that builds the models (models/), and the TensorFlow, Keras and
 numpy versions. A changed weight, image, crop, preprocessing step or model-building line is another key, so a cached
 entry is never stale. REGNETY_KIT_CACHE=off keeps outputs in memory only.
@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from converters import cache
-from converters.cache import CACHE_ENV, cache_dir  # noqa: F401  (where the outputs are kept)
 from converters.reference import KerasReference, Reference
+from edge import cache
+from edge.cache import CACHE_ENV, cache_dir  # noqa: F401  (where the outputs are kept)
 
 KIND = "reference-outputs"
 _memo: dict[str, np.ndarray] = {}
@@ -47,7 +47,10 @@ def fingerprint(reference: Reference, inputs: np.ndarray) -> str | None:
     serving function): those are computed each time."""
     if not isinstance(reference, KerasReference):
         return None
-    key = cache.Key("reference-outputs v1").versions()
+    import keras
+    import tensorflow as tf
+
+    key = cache.Key("reference-outputs v1").versions(tf, keras)
     key.facts(identity=reference.identity.__dict__, preprocessing=reference.preprocessing.to_dict())
     key.sources("models", "converters/source.py", "converters/reference.py")
     return key.array(np.asarray(inputs, np.float32)).weights(reference.model).hexdigest()

@@ -9,7 +9,6 @@ run and compared with the reference before it is written (converters.pipeline).
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,7 +21,7 @@ from converters.pipeline import Candidate, Job, convert as run_pipeline, log as 
 from converters.plan import Evaluation, Plan, Result
 from converters.reference import KerasGraph, Lowered, Reference
 from converters.tflite_converter import IO_TYPES, check_ops, to_tflite
-from edge.errors import ConfigError, run_cli
+from edge.errors import ConfigError, exit_now, run_cli
 
 FORMAT = "tflite"
 
@@ -192,4 +191,4 @@ main = FRONTEND.main
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    exit_now(run_cli(main))

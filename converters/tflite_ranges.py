@@ -82,11 +82,14 @@ KIND = "tflite-ranges"
 
 def cached_ranges(calibrated: bytes, inputs: np.ndarray, method: str = "mse", progress=None,
                   model=None) -> dict[int, tuple[float, float]]:
-    """choose_ranges, kept in the cache folder (converters.cache) under a key of the calibrated model's bytes (its
+    """choose_ranges, kept in the cache folder (edge.cache) under a key of the calibrated model's bytes (its
     graph and weights), the images, the method, and the code and settings that choose them."""
-    from converters import activation_ranges, cache
+    import tensorflow as tf
 
-    key = cache.Key(f"{KIND} v1").versions().facts(method=method)
+    from converters import activation_ranges
+    from edge import cache
+
+    key = cache.Key(f"{KIND} v1").versions(tf).facts(method=method)
     key.settings(activation_ranges, sys.modules[__name__])
     key.sources("converters/tflite_ranges.py", "converters/activation_ranges.py", "converters/tflite_model.py",
                 "edge/runtime.py")

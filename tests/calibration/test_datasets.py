@@ -136,3 +136,32 @@ def test_a_smaller_validation_set_keeps_every_photograph(tmp_path):
     assert all(small.labels.count(c) == 2 for c in class_names())
     with pytest.raises(DatasetError, match="validation size must be at least 1"):
         validation_set(SPEC, None, 0)
+
+
+def test_prepared_sets_are_decoded_once_and_read_back_from_the_cache(tmp_path, monkeypatch):
+    """The decoded inputs are kept (edge.cache) under the files' bytes, boxes, settings and code: read back equal;
+    a changed file or setting decodes again; a set with an undecodable file is never kept."""
+    from calibration.datasets import ImageSet
+    from edge.cache import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    decoded, real = [], ImageSet.decoded
+    monkeypatch.setattr(ImageSet, "decoded", lambda self, *a, **k: decoded.append(1) or real(self, *a, **k))
+    folder = tmp_path / "images"
+    for i in range(6):
+        _photo(folder / f"{i}.png", i)
+    first = calibration_set(SPEC, folder, 4, seed=1)
+    again = calibration_set(SPEC, folder, 4, seed=1)
+    assert decoded == [1]  # read back, not decoded
+    assert (again.names, again.labels, again.fingerprint) == (first.names, first.labels, first.fingerprint)
+    np.testing.assert_array_equal(again.inputs, first.inputs)
+    calibration_set(SPEC, folder, 5, seed=1)  # another count: another key
+    calibration_set(PreprocessSpec(height=48, width=48), folder, 4, seed=1)  # another preprocessing
+    assert decoded == [1, 1, 1]
+    _photo(folder / first.names[0], 99)  # same name, new content
+    changed = calibration_set(SPEC, folder, 4, seed=1)
+    assert decoded == [1, 1, 1, 1] and not np.array_equal(changed.inputs[0], first.inputs[0])
+    (folder / "5.png").write_bytes(b"not an image")  # a set that skips a file is decoded every time
+    calibration_set(SPEC, folder, 6, seed=1)
+    calibration_set(SPEC, folder, 6, seed=1)
+    assert decoded == [1, 1, 1, 1, 1, 1]

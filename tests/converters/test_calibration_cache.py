@@ -1,4 +1,4 @@
-"""int8 calibration's fitted results are kept (converters.cache): the float rewrites (equalization, GPTQ, bias
+"""int8 calibration's fitted results are kept (edge.cache): the float rewrites (equalization, GPTQ, bias
 correction) and the TFLite activation ranges are read back when the same model, images, method, settings and code
 come again, recomputed when any of them changes or the entry is damaged, and equal to what fitting gives."""
 
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from converters import cache
+from edge import cache
 from tests.converters.test_quantization_quality import _tiny_reference, images, small_regnety  # noqa: F401
 
 

@@ -439,7 +439,7 @@ def test_the_default_int8_tflite_is_deterministic(tmp_path, converted, source, v
     """Equalization, GPTQ and the sampled MSE ranges are seeded: converting again gives the same bytes (fitted
     again: the cache folder, which would hand back the first conversion's rewrites and ranges, is off)."""
     from converters import tflite
-    from converters.cache import CACHE_ENV
+    from edge.cache import CACHE_ENV
     from tests.artifacts import plan
 
     first = converted("int8")[0].read_bytes()

@@ -1,10 +1,11 @@
-"""Results computed from a model and images, kept on disk under a key of everything they depend on.
+"""Results computed from models and images, kept on disk under a key of everything they depend on.
 
-A conversion recomputes things whose inputs rarely change between runs: the Keras reference's outputs on the
-validation crops (converters.reference_outputs), the int8 calibration's float rewrites (converters.int8_calibration)
-and its activation ranges (converters.tflite_ranges). Each is kept under a SHA-256 key of every byte it depends on:
-weights, input tensors, the method and its settings, the source of the code that computes it and the TensorFlow,
-Keras and numpy versions. A change to any of them is another key, so an entry is never stale; it is only ever the
+A conversion recomputes things whose inputs rarely change between runs: the decoded and preprocessed calibration
+and validation crops (calibration.representative), the Keras reference's outputs on them
+(converters.reference_outputs), the int8 calibration's float rewrites (converters.int8_calibration) and its
+activation ranges (converters.tflite_ranges, converters.onnx_quantize). Each is kept under a SHA-256 key of every
+byte it depends on: files, weights, input tensors, the method and its settings, the source of the code that
+computes it and the versions of the libraries that do. A change to any of them is another key, so an entry is never stale; it is only ever the
 same numbers computed earlier.
 
 The folder is $REGNETY_KIT_CACHE, else $XDG_CACHE_HOME/regnety-edge-kit, else ~/.cache/regnety-edge-kit;
@@ -27,7 +28,7 @@ from edge.atomic import atomic_write
 from edge.errors import KitError
 
 CACHE_ENV = "REGNETY_KIT_CACHE"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]  # the kit's root: sources() names files relative to it
 _CHECK = "__sha256__"
 
 
@@ -69,11 +70,9 @@ class Key:
             self.array(value)
         return self
 
-    def versions(self) -> Key:
-        import keras
-        import tensorflow as tf
-
-        return self.facts(versions=[tf.__version__, keras.__version__, np.__version__])
+    def versions(self, *modules) -> Key:
+        """The libraries' versions (numpy's always)."""
+        return self.facts(versions={m.__name__: m.__version__ for m in (np, *modules)})
 
     def settings(self, *modules) -> Key:
         """The modules' constants (their UPPER_CASE numbers and strings), as they are now."""
