@@ -126,7 +126,8 @@ def mse_overrides(proto, inputs) -> dict:
 
     from converters.activation_ranges import Samples
 
-    names = [v.name for v in proto.graph.value_info if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT]
+    infos = [v for v in proto.graph.value_info if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT]
+    names = [v.name for v in infos]
     probe = onnx.ModelProto()
     probe.CopyFrom(proto)
     known = {o.name for o in probe.graph.output}
@@ -136,10 +137,30 @@ def mse_overrides(proto, inputs) -> dict:
     so.intra_op_num_threads, so.log_severity_level = 2, 3
     session = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
     samples = Samples()
+    groups = _output_groups(infos, MSE_MEMORY)  # one run per group and image: every output of a run is held at once
     for x in inputs:
-        for name, value in zip(names, session.run(names, {INPUT_NAME: x[None]})):
-            samples.add(name, value)
+        for group in groups:
+            for name, value in zip(group, session.run(group, {INPUT_NAME: x[None]})):
+                samples.add(name, value)
     return {name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for name, (lo, hi) in samples.mse_ranges().items()}
+
+
+MSE_MEMORY = 2**30  # bytes of one image's activations the mse pass reads from one run (EfficientNet-B7 at 600 px: more)
+
+
+def _output_groups(infos, budget: int) -> list[list[str]]:
+    """The tensors' names in order, cut into runs whose float32 values for one image fit `budget` bytes (a dimension
+    without a size, the batch, counts as 1; a tensor larger than the budget is a run of its own)."""
+    groups: list[list[str]] = [[]]
+    held = 0
+    for info in infos:
+        size = 4 * int(np.prod([d.dim_value or 1 for d in info.type.tensor_type.shape.dim]))
+        if groups[-1] and held + size > budget:
+            groups.append([])
+            held = 0
+        groups[-1].append(info.name)
+        held += size
+    return groups
 
 
 # A fused-kernel loss above this, against the same QDQ graph run as written, is the kernels' doing.

@@ -143,10 +143,15 @@ def write(job: Job, candidate: Candidate, evaluation: Evaluation, facts: dict, e
     return Result(plan.out, drift, violations, record, len(final))
 
 
+RUN_PIXELS = 16 * 224 * 224  # pixels per batch the validation run feeds: 16 images at 224 px, 2 at 600 px
+
+
 def run_with_progress(runner, inputs: np.ndarray, description: str) -> np.ndarray:
+    """The runner's outputs on `inputs`, in batches of RUN_PIXELS pixels (a runtime holds a batch's activations at
+    once: EfficientNet-B7's at 600 px are gigabytes per 16 images), with a progress bar."""
     from tqdm import tqdm
 
-    chunk = 16
+    chunk = max(1, RUN_PIXELS // int(np.prod(inputs.shape[1:3])))
     parts = []
     with tqdm(total=len(inputs), desc=description, unit="img", file=sys.stderr, leave=False,
               disable=None) as bar:

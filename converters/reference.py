@@ -22,6 +22,7 @@ import numpy as np
 from edge.preprocessing import PreprocessSpec
 
 OUTPUT_KINDS = ("logits", "features")
+PREDICT_PIXELS = 32 * 224 * 224  # pixels per batch of the reference's predict (KerasReference.predict)
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class Reference(Protocol):
     @property
     def output_kind(self) -> str: ...
 
-    def predict(self, inputs: np.ndarray, batch: int = 32) -> np.ndarray: ...
+    def predict(self, inputs: np.ndarray, batch: int | None = None) -> np.ndarray: ...
 
     def lowered(self, lowering: str, max_depthwise_taps: int | None = None) -> Lowered: ...
 
@@ -162,7 +163,10 @@ class KerasReference(Identified):
     labels: list[str]
     weights: dict
 
-    def predict(self, inputs: np.ndarray, batch: int = 32) -> np.ndarray:
+    def predict(self, inputs: np.ndarray, batch: int | None = None) -> np.ndarray:
+        """The model's outputs, in batches of PREDICT_PIXELS pixels (32 images at 224 px, 4 at 600 px: a batch's
+        activations stay within a few GB for EfficientNet-B7 too)."""
+        batch = batch or max(1, PREDICT_PIXELS // int(np.prod(inputs.shape[1:3])))
         return np.asarray(self.model.predict(inputs, batch_size=batch, verbose=0), np.float32)
 
     def lowered(self, lowering: str, max_depthwise_taps: int | None = None) -> Lowered:

@@ -393,6 +393,29 @@ def test_onnx_mse_ranges_reach_the_quantized_graph(small_regnety, images):
     assert len(smaller) >= 5 and all(ours[n] <= theirs[n] * 1.0001 for n in ours)  # measured: 10 of 41 shrink
 
 
+def test_onnx_mse_pass_reads_large_models_in_runs_within_its_memory_budget(small_regnety, images, monkeypatch):
+    """The mse pass holds one image's activations at a time; past MSE_MEMORY it reads them in several runs
+    (EfficientNet-B7 at 600 px), and the ranges it chooses are the same."""
+    import onnx
+
+    import converters.onnx_quantize as onnx_quantize
+    from converters.onnx_export import to_onnx
+
+    proto = onnx.shape_inference.infer_shapes(to_onnx(small_regnety))
+    infos = [v for v in proto.graph.value_info if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT]
+    sizes = [4 * int(np.prod([d.dim_value or 1 for d in v.type.tensor_type.shape.dim])) for v in infos]
+    budget = max(sizes) * 2
+    groups = onnx_quantize._output_groups(infos, budget)
+    assert [n for g in groups for n in g] == [v.name for v in infos] and len(groups) > 3
+    held = dict(zip([v.name for v in infos], sizes))
+    assert all(sum(held[n] for n in g) <= budget for g in groups)
+    whole = onnx_quantize.mse_overrides(proto, images[:4])
+    runs = []
+    monkeypatch.setattr(onnx_quantize, "MSE_MEMORY", budget)
+    monkeypatch.setattr(onnx_quantize, "_output_groups", lambda *a: runs.append(1) or groups)
+    assert onnx_quantize.mse_overrides(proto, images[:4]) == whole and runs
+
+
 def test_gptq_puts_every_weight_on_its_int8_grid_and_lowers_the_output_error(small_regnety, images):
     """converters.rounding: each rounded layer's folded weights are integers times the channel's original
     round-to-nearest scale (so the converter finds exactly GPTQ's integers), the layers' output error on the
