@@ -10,7 +10,7 @@ convs). No validation, no metadata. The kit's path is `python -m converters.{tfl
 convert (int8: with its default calibration), validate on the held-out crops against the Keras reference, embed the
 record and the metadata, write. It runs twice: with an empty cache folder (the first conversion of a model) and with
 the cache the first run left (every later one: the reference's outputs, and int8's fitted rewrites and ranges, are
-read back, converters.cache).
+read back, edge.cache).
 
     .venv/bin/python benchmarks/conversion.py 200mf 800mf convnext_tiny [--cases tflite:float32 tflite:int8 ...]
         [--calib-size N --val-size N] [--rounds 1] [--out benchmarks/conversion.md]
@@ -113,7 +113,8 @@ def measure(model: str, case: str, folder: Path, rounds: int, sizes: list[str]) 
     runs: dict[str, list[dict]] = {path: [] for path in PATHS}
     for r in range(rounds):
         kit_env = {**env, "REGNETY_KIT_CACHE": str(folder / f"cache-{model}-{case.replace(':', '-')}-{r}")}
-        runs["naive"].append(run([python, "-c", NAIVE, model, fmt, precision, out, calib_size], env))
+        naive = [python, "-c", NAIVE, model, fmt, precision, out, calib_size]
+        runs["naive"].append(run(naive, {**env, "REGNETY_KIT_CACHE": "off"}))  # decodes its crops, as a user's would
         runs["kit, first conversion"].append(run(kit, kit_env))
         runs["kit, caches warm"].append(run(kit, kit_env))
     best = {}
@@ -176,7 +177,7 @@ def plot(rows: list[dict], path: Path) -> None:
     draw = ImageDraw.Draw(img)
     draw.text((pad, pad), "conversion wall time, s (log scale): naive (grey), kit first (blue), kit caches warm "
               "(green)", fill="black")
-    walls = [r["wall"] for r in rows if "wall" in r]
+    walls = [r["wall"] for r in rows if "wall" in r] or [1.0]
     lo, hi = math.log10(min(walls) / 1.5), math.log10(max(walls) * 1.2)
     y = pad * 3
     for model, case in groups:

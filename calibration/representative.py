@@ -72,8 +72,11 @@ def _prepare(images: ImageSet, spec: PreprocessSpec, count: int | None, seed: in
     ordered = ImageSet(images.root, samples)
     settings = {"purpose": purpose, "count": count, "seed": seed, "preprocessing": spec.to_json()}
     head = samples[:count] if count is not None else samples
-    prints = fingerprint(head, settings)
-    key = _key(head, prints)
+    try:  # a file that cannot be read is skipped while decoding, with a warning, as before
+        prints = fingerprint(head, settings) if cache.cache_dir() is not None else None
+    except OSError:
+        prints = None
+    key = _key(head, prints) if prints else None
     stored = cache.read(KIND, key) if key else None
     if stored is not None and set(stored) == {"inputs"} and len(stored["inputs"]) == len(head):
         pairs = list(zip(head, stored["inputs"]))  # decoded before, every one of them (the key has their bytes)
@@ -90,7 +93,7 @@ def _prepare(images: ImageSet, spec: PreprocessSpec, count: int | None, seed: in
         print(f"warning: asked for {count} {purpose} images, {images.root} has {len(pairs)} decodable; "
               f"using {len(pairs)}", file=sys.stderr)
     used = [s for s, _ in pairs]
-    prints = prints if used == head else fingerprint(used, settings)
+    prints = prints if prints and used == head else fingerprint(used, settings)
     return Prepared(images.root, inputs, [s.name for s in used], [s.label for s in used], prints, ordered.skipped)
 
 

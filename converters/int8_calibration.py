@@ -106,10 +106,11 @@ def equalized_lowered(lowered, job, method: str, default: str):
         why = f"{' and '.join(rewrites)} need a Keras model (a SavedModel has no layers to rescale)"
         return lowered, _fallback(job.log, CalibrationRecord(method, method), default, used, why)
     inputs = job.plan.calibration.inputs
-    key = _rewrite_key(model, inputs, method, default)
+    key = _rewrite_key(model, inputs, method, default) if cache.cache_dir() is not None else None
     stored = cache.read(REWRITES_KIND, key) if key else None
-    if stored is not None:
-        rewritten, record = _restored(model, stored, job.log, key)
+    restored = _restored(model, stored, job.log, key) if stored is not None else None
+    if restored is not None:
+        rewritten, record = restored
     else:
         said: list[str] = []
 
@@ -147,24 +148,29 @@ def _rewrite_key(model, inputs: np.ndarray, method: str, default: str) -> str | 
     key = cache.Key(f"{REWRITES_KIND} v1").versions(tf, keras).facts(method=method, default=default, architecture=architecture)
     key.settings(sys.modules[__name__], equalize, rounding, bias_correction, probe)
     key.sources("converters/int8_calibration.py", "converters/equalize.py", "converters/rounding.py",
-                "converters/bias_correction.py", "converters/probe.py")
+                "converters/bias_correction.py", "converters/probe.py", "models", "converters/source.py",
+                "converters/reference.py", "converters/rewrite.py", "converters/trace_layers.py")
     return key.array(np.asarray(inputs, np.float32)).weights(model).hexdigest()
 
 
 def _restored(model, stored: dict, log, key: str):
-    """(the rewritten model, its record) from a cache entry, with what the fitting said said again."""
+    """(the rewritten model, its record) from a cache entry, with what the fitting said said again; None for an
+    entry that does not fit the model (fitted again)."""
     import keras
 
-    record = CalibrationRecord(**cache.untext(stored["record"]))
-    weights = [stored[name] for name in sorted(stored) if name.startswith("w")]
+    try:
+        record = CalibrationRecord(**cache.untext(stored["record"]))
+        weights = [stored[name] for name in sorted(stored) if name.startswith("w")]
+        said = cache.untext(stored["said"])
+        clone = keras.models.clone_model(model) if weights else model
+        if weights:
+            clone.set_weights(weights)
+    except (KeyError, TypeError, ValueError):
+        return None
     log(f"calibration {record.method}: the float rewrites from the cache ({cache.entry(REWRITES_KIND, key).parent}, "
         f"key {key[:12]})")
-    for line in cache.untext(stored["said"]):
+    for line in said:
         log(line)
-    if not weights:
-        return model, record
-    clone = keras.models.clone_model(model)
-    clone.set_weights(weights)
     return clone, record
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.reference import Identified, Lowered, ModelIdentity
+from converters.reference import PREDICT_PIXELS, Identified, Lowered, ModelIdentity
 from edge.errors import ConfigError, ConversionError, first_line
 from edge.preprocessing import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
 from models.labels import default_labels
@@ -182,7 +182,8 @@ class SavedModelReference(Identified):
     labels: list[str]
     weights: dict
 
-    def predict(self, inputs: np.ndarray, batch: int = 32) -> np.ndarray:
+    def predict(self, inputs: np.ndarray, batch: int | None = None) -> np.ndarray:
+        batch = batch or max(1, PREDICT_PIXELS // int(np.prod(inputs.shape[1:3])))
         return np.asarray(self.function.predict(inputs, batch), np.float32)
 
     def lowered(self, lowering: str, max_depthwise_taps: int | None = None) -> Lowered:

@@ -88,8 +88,11 @@ def cached_ranges(calibrated: bytes, inputs: np.ndarray, method: str = "mse", pr
 
     from converters import activation_ranges
     from edge import cache
+    from edge.runtime import _tflite_interpreter_class
 
-    key = cache.Key(f"{KIND} v1").versions(tf).facts(method=method)
+    if cache.cache_dir() is None:
+        return choose_ranges(calibrated, inputs, method, progress, model)
+    key = cache.Key(f"{KIND} v1").versions(tf).facts(method=method, runtime=_tflite_interpreter_class()[1])
     key.settings(activation_ranges, sys.modules[__name__])
     key.sources("converters/tflite_ranges.py", "converters/activation_ranges.py", "converters/tflite_model.py",
                 "edge/runtime.py")

@@ -165,3 +165,22 @@ def test_prepared_sets_are_decoded_once_and_read_back_from_the_cache(tmp_path, m
     calibration_set(SPEC, folder, 6, seed=1)
     calibration_set(SPEC, folder, 6, seed=1)
     assert decoded == [1, 1, 1, 1, 1, 1]
+
+
+def test_a_file_that_vanished_after_the_scan_is_skipped_with_the_cache_on(tmp_path, monkeypatch, capsys):
+    """The cache key reads every file's bytes before decoding: a file gone by then is still a skipped image, named,
+    not a crash (and the set is not kept)."""
+    from edge.cache import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    folder = tmp_path / "images"
+    for i in range(4):
+        _photo(folder / f"{i}.png", i)
+    images = scan_folder(folder)
+    (folder / "2.png").unlink()
+    from calibration.representative import _prepare
+
+    prepared = _prepare(images, SPEC, None, None, "validation")
+    assert prepared.names == ["0.png", "1.png", "3.png"] and [n for n, _ in prepared.skipped] == ["2.png"]
+    assert "skipping 2.png" in capsys.readouterr().err
+    assert not list((tmp_path / "cache").rglob("*.npz"))
