@@ -95,8 +95,8 @@ def quantize_int8(proto, calibration: Prepared, activations: str = "int8", windo
 
 
 def cached_mse_overrides(path: Path, inputs) -> dict:
-    """mse_overrides of the ONNX file at `path`, kept in the cache folder (edge.cache) under a key of the
-    file's bytes, the images, and the code and settings that choose the ranges."""
+    """mse_overrides of the ONNX file at `path`, its ranges kept in the cache folder (edge.cache) under a key of
+    the file's bytes, the images, and the code and settings that choose them."""
     import onnx
     import onnxruntime
 
@@ -105,24 +105,31 @@ def cached_mse_overrides(path: Path, inputs) -> dict:
 
     data = path.read_bytes()
     if cache.cache_dir() is None:
-        return mse_overrides(onnx.load_from_string(data), inputs)
+        return _overrides(mse_ranges(onnx.load_from_string(data), inputs))
     key = cache.Key("onnx-mse-ranges v1").versions(onnx, onnxruntime).settings(activation_ranges)
     key = key.sources("converters/onnx_quantize.py", "converters/activation_ranges.py").data(data)
     key = key.array(np.asarray(inputs, np.float32)).hexdigest()
     stored = cache.read("onnx-mse-ranges", key)
     if stored is not None and set(stored) == {"names", "ranges"}:
-        return {name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}]
-                for name, (lo, hi) in zip(cache.untext(stored["names"]), stored["ranges"])}
-    overrides = mse_overrides(onnx.load_from_string(data), inputs)
-    names = list(overrides)
-    cache.write("onnx-mse-ranges", key, {"names": cache.text(names), "ranges": np.array(
-        [[overrides[n][0]["rmin"], overrides[n][0]["rmax"]] for n in names], np.float32).reshape(-1, 2)})
-    return overrides
+        return _overrides(dict(zip(cache.untext(stored["names"]), stored["ranges"])))
+    ranges = mse_ranges(onnx.load_from_string(data), inputs)
+    cache.write("onnx-mse-ranges", key, {"names": cache.text(list(ranges)),
+                                         "ranges": np.array(list(ranges.values()), np.float32).reshape(-1, 2)})
+    return _overrides(ranges)
 
 
 def mse_overrides(proto, inputs) -> dict:
-    """{tensor: [{"rmin", "rmax"}]} for every float activation a node computes (the graph's own value_info), from
-    the float graph run by ONNX Runtime on the calibration images (converters.activation_ranges)."""
+    """{tensor: [{"rmin", "rmax"}]}: mse_ranges as ONNX Runtime's TensorQuantOverrides."""
+    return _overrides(mse_ranges(proto, inputs))
+
+
+def _overrides(ranges: dict) -> dict:
+    return {name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for name, (lo, hi) in ranges.items()}
+
+
+def mse_ranges(proto, inputs) -> dict:
+    """{tensor: (min, max)} for every float activation a node computes (the graph's own value_info), from the float
+    graph run by ONNX Runtime on the calibration images (converters.activation_ranges)."""
     import onnx
     import onnxruntime as ort
 
@@ -144,7 +151,7 @@ def mse_overrides(proto, inputs) -> dict:
         for group in groups:
             for name, value in zip(group, session.run(group, {INPUT_NAME: x[None]})):
                 samples.add(name, value)
-    return {name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for name, (lo, hi) in samples.mse_ranges().items()}
+    return samples.mse_ranges()
 
 
 MSE_MEMORY = 2**30  # bytes of one image's activations the mse pass reads from one run (EfficientNet-B7 at 600 px: more)

@@ -16,7 +16,6 @@ import numpy as np
 
 from converters.reference import KerasReference, Reference
 from edge import cache
-from edge.cache import CACHE_ENV, cache_dir  # noqa: F401  (where the outputs are kept)
 
 KIND = "reference-outputs"
 _memo: dict[str, np.ndarray] = {}

@@ -4,10 +4,11 @@ anything they depend on, read back equal, and recomputed when the cached file is
 import numpy as np
 
 from converters import reference_outputs as ro
+from edge.cache import CACHE_ENV, cache_dir
 
 
 def test_outputs_are_cached_keyed_by_inputs_and_weights(source, validation, tmp_path, monkeypatch):
-    monkeypatch.setenv(ro.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     monkeypatch.setattr(ro, "_memo", {})
     inputs = validation.inputs[:8]
     calls = []
@@ -52,10 +53,10 @@ def test_outputs_are_cached_keyed_by_inputs_and_weights(source, validation, tmp_
 
 
 def test_the_cache_can_be_turned_off(source, validation, tmp_path, monkeypatch):
-    monkeypatch.setenv(ro.CACHE_ENV, "off")
-    assert ro.cache_dir() is None
-    monkeypatch.setenv(ro.CACHE_ENV, str(tmp_path / "c"))
-    assert ro.cache_dir() == tmp_path / "c"
-    monkeypatch.delenv(ro.CACHE_ENV)
+    monkeypatch.setenv(CACHE_ENV, "off")
+    assert cache_dir() is None
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "c"))
+    assert cache_dir() == tmp_path / "c"
+    monkeypatch.delenv(CACHE_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert ro.cache_dir() == tmp_path / "xdg" / "regnety-edge-kit"
+    assert cache_dir() == tmp_path / "xdg" / "regnety-edge-kit"
