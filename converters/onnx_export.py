@@ -8,6 +8,7 @@ those XLA-compiled functions inlined (converters.saved_model). The batch dimensi
 
 from __future__ import annotations
 
+import gc
 import itertools
 import re
 
@@ -45,6 +46,36 @@ def _deterministic_tf2onnx_nodes() -> None:
     node._kit_creation_hash = True
 
 
+def _collecting_tf2onnx_optimizers() -> None:
+    """Free the graph copy each tf2onnx optimizer pass discards before the next pass runs (once per process).
+
+    tf2onnx runs each of its dozen optimizers, over and over until none changes the graph, on a deep copy of the
+    graph, and drops the copy before: a graph that holds every weight as a protobuf tensor, in reference cycles that
+    only Python's full collection frees, and that ran every few passes. Measured on EfficientNet-B7 at 600 px
+    (float32): tf2onnx's optimize_graph grew the process from 2.6 to 12.2 GB in 79 s; collecting before each pass,
+    it stays under the 6.6 GB its graph freezing had already reached, in 47 s, and the file is byte for byte the
+    same. `to_onnx` freezes the objects that exist before the export, so each collection walks only the export's.
+    """
+    from tf2onnx import optimizer
+
+    if getattr(optimizer.optimize_graph, "_kit_collecting", False):
+        return
+    original = optimizer.optimize_graph
+
+    def collecting(factory):
+        def make():
+            gc.collect()
+            return factory()
+        return make
+
+    def optimize_graph(graph, catch_errors=True, optimizers=None):
+        passes = optimizer._get_optimizers() if optimizers is None else optimizers
+        return original(graph, catch_errors, optimizers={name: collecting(f) for name, f in passes.items()})
+
+    optimize_graph._kit_collecting, optimize_graph._kit_original = True, original
+    optimizer.optimize_graph = optimize_graph
+
+
 def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, output_name: str = OUTPUT_NAME):
     """An ONNX ModelProto of a Graph or Keras model (float32, dynamic batch), checked with onnx.checker (full)."""
     import onnx
@@ -52,15 +83,20 @@ def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, output_name: str = OUTPUT_
     import tf2onnx
 
     _deterministic_tf2onnx_nodes()
+    _collecting_tf2onnx_optimizers()
     graph = as_graph(graph)
     height, width, channels = graph.input_shape[1:]
     fn = graph.onnx_function()
     signature = (tf.TensorSpec((None, height, width, channels), tf.float32, name=INPUT_NAME),)
+    gc.freeze()
     with captured_native_output() as captured:
         try:
             proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature, opset=opset)
         except Exception as exc:
             raise ConversionError(f"tf2onnx failed: {first_line(exc)} [{tail(captured())}]") from None
+        finally:
+            gc.collect()  # the export's last graph copies and TensorFlow graph
+            gc.unfreeze()
     calls = sorted({n.op_type for n in proto.graph.node if n.op_type in ("StatefulPartitionedCall", "PartitionedCall")})
     if calls:
         raise ConversionError(f"the graph calls TensorFlow functions tf2onnx did not inline ({', '.join(calls)}); "

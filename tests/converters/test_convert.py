@@ -171,6 +171,36 @@ def test_onnx_export_is_deterministic():
     assert digests[0] == digests[1]
 
 
+def test_onnx_export_frees_each_optimizer_pass_without_changing_the_file(source, monkeypatch):
+    # tf2onnx drops a copy of the whole graph (every weight) after each optimizer pass, in reference cycles; the kit
+    # collects them before the next pass (EfficientNet-B7 at 600 px: 12.2 -> 5.9 GB). The file must not change.
+    import gc
+
+    from tf2onnx import optimizer
+
+    from converters import onnx_export
+    from converters.onnx_export import to_onnx
+
+    full = []
+
+    def count(phase, info):
+        if phase == "stop" and info["generation"] == 2:
+            full.append(info["collected"])
+
+    gc.callbacks.append(count)
+    try:
+        collected = to_onnx(source.model).SerializeToString()
+    finally:
+        gc.callbacks.remove(count)
+    assert optimizer.optimize_graph._kit_collecting
+    passes = len(optimizer._get_optimizers())
+    assert len(full) >= passes, f"{len(full)} full collections for {passes} optimizer passes"
+    assert sum(full) > 0
+    monkeypatch.setattr(optimizer, "optimize_graph", optimizer.optimize_graph._kit_original)
+    monkeypatch.setattr(onnx_export, "_collecting_tf2onnx_optimizers", lambda: None)
+    assert to_onnx(source.model).SerializeToString() == collected
+
+
 def test_onnx_int8_calibration_window_bounds_memory_without_changing_the_model(source, calibration):
     # The calibrator folds each window of images into running min/max ranges instead of holding every
     # activation of every image; the ranges, hence every scale and zero point, must come out the same.
