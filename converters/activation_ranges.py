@@ -16,6 +16,8 @@ outweighs the finer step).
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
 MIN_CLIP = 0.3        # never shrink a range below 30% of its min/max span
@@ -55,13 +57,24 @@ def mse_range(values: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
 
 
 class Samples:
-    """Per-tensor exact min/max and a seeded sample of values, accumulated image by image."""
+    """Per-tensor exact min/max and a seeded sample of values, accumulated image by image. `per_key`: each tensor
+    draws its sample from a generator of its own (seeded by the seed and its name), so that its sample does not
+    depend on the order tensors are added in; otherwise one generator serves them all, in the order they come."""
 
-    def __init__(self, per_image: int = PER_IMAGE, seed: int = SEED) -> None:
+    def __init__(self, per_image: int = PER_IMAGE, seed: int = SEED, per_key: bool = False) -> None:
         self.per_image = per_image
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
+        self.rng = None if per_key else np.random.default_rng(seed)
+        self.rngs: dict = {}
         self.values: dict = {}
         self.bounds: dict = {}
+
+    def _rng(self, key) -> np.random.Generator:
+        if self.rng is not None:
+            return self.rng
+        if key not in self.rngs:
+            self.rngs[key] = np.random.default_rng([self.seed, zlib.crc32(str(key).encode())])
+        return self.rngs[key]
 
     def add(self, key, array: np.ndarray, keep_values: bool = True) -> None:
         flat = np.asarray(array, np.float32).ravel()
@@ -73,7 +86,7 @@ class Samples:
         if not keep_values:
             return
         if flat.size > self.per_image:
-            flat = flat[self.rng.choice(flat.size, self.per_image, replace=False)]
+            flat = flat[self._rng(key).choice(flat.size, self.per_image, replace=False)]
         self.values.setdefault(key, []).append(flat)
 
     def mse_ranges(self) -> dict:

@@ -21,11 +21,11 @@ from edge.runtime import RuntimeOptions
 ACTIVATIONS = ("int8", "uint8")
 
 
-# Images whose every activation ONNX Runtime's calibrator holds before folding them into running min/max ranges
-# (its CalibStridedMinMax; a window that divides the image count). Unbounded, it keeps all of them: EfficientNet-B7
-# at 600x600 holds gigabytes per image. Min/max ranges fold exactly, so the quantized model does not depend on it
-# (tests/converters/test_convert.py). Its CalibMaxIntermediateOutputs would drop every full window instead of folding
-# it (ONNX Runtime 1.31.1: "No data is collected").
+# Images whose every activation ONNX Runtime's percentile calibrator holds before folding them into its running
+# histograms (its CalibStridedMinMax; a window that divides the image count). Unbounded, it keeps all of them:
+# EfficientNet-B7 at 600x600 holds gigabytes per image. Its CalibMaxIntermediateOutputs would drop every full window
+# instead of folding it (ONNX Runtime 1.31.1: "No data is collected"). Min/max calibration does not run ONNX
+# Runtime's calibrator at all (`sample_ranges`).
 CALIBRATION_WINDOW = 4
 
 
@@ -34,35 +34,66 @@ def quantize_int8(proto, calibration: Prepared, activations: str = "int8", windo
     """ONNX Runtime static quantization: QDQ, per-channel int8 weights, int8 (S8S8) or uint8 (U8S8) activations.
 
     int8 activations are the more accurate, uint8 ones can be faster on x86 without VNNI (measured:
-    docs/drift.md). `window`: at most
-    this many images calibrated between foldings of the ranges (None: all at once). `reduce_range`: 7-bit
-    weights, so that x86 int8 kernels without VNNI cannot saturate (see `kernel_check`). `percentile`: ONNX
-    Runtime's percentile calibrator at that percentile instead of min/max (converters.int8_calibration). `mse`:
-    min/max calibration, then every activation range the kit can sample replaced by the one with the least
-    quantization error (converters.activation_ranges), through ONNX Runtime's TensorQuantOverrides."""
+    docs/drift.md). Min/max ranges (the default) are the kit's own (`sample_ranges`: the same numbers ONNX Runtime's
+    calibrator computes, read within MSE_MEMORY), handed to ONNX Runtime as its calibration cache, so its calibrator,
+    which holds a whole run's buffers (EfficientNet-B7 at 600 px: 8 GB), never runs. `percentile`: ONNX Runtime's
+    percentile calibrator at that percentile instead (converters.int8_calibration), with at most `window` images
+    calibrated between foldings of its histograms (None: all at once). `reduce_range`: 7-bit weights, so that x86
+    int8 kernels without VNNI cannot saturate (see `kernel_check`). `mse`: every activation range the kit can sample
+    replaced by the one with the least quantization error (converters.activation_ranges), through ONNX Runtime's
+    TensorQuantOverrides."""
     import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    count = len(calibration.inputs)
-    stride = max(d for d in range(1, min(window, count) + 1) if count % d == 0) if window else None
-    # The window bounds memory for the percentile calibrator too: ONNX Runtime folds each window's histograms into
-    # the running ones ("CalibStridedMinMax" is only the name of its windowing option).
-    extra = {"CalibStridedMinMax": stride} if stride else {}
-    method = CalibrationMethod.MinMax if percentile is None else CalibrationMethod.Percentile
-    if percentile is not None:
-        extra["CalibPercentile"] = percentile
+    with tempfile.TemporaryDirectory() as tmp, captured_native_output() as captured:
+        src, pre, dst, table = (Path(tmp) / n for n in ("float.onnx", "pre.onnx", "int8.onnx", "ranges.json"))
+        onnx.save(proto, src)
+        reader, extra = None, {}
+        try:
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            if percentile is None:
+                ranges = cached_ranges(pre, calibration.inputs, mse, captured.console)
+                save_tensors_data(TensorsData(CalibrationMethod.MinMax, {
+                    name: (np.array([lo], np.float32), np.array([hi], np.float32))
+                    for name, (lo, hi) in ranges.bounds.items()}), table)
+                if mse:
+                    extra["TensorQuantOverrides"] = _overrides(ranges.mse)
+            else:
+                reader = _reader(calibration.inputs, captured.console)
+                count = len(calibration.inputs)
+                stride = max(d for d in range(1, min(window, count) + 1) if count % d == 0) if window else None
+                # the window bounds memory: ONNX Runtime folds each window's histograms into the running ones
+                # ("CalibStridedMinMax" is only the name of its windowing option)
+                extra = {"CalibStridedMinMax": stride} if stride else {}
+                extra["CalibPercentile"] = percentile
+            quantize_static(str(pre), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QInt8 if activations == "int8" else QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, reduce_range=reduce_range,
+                            calibrate_method=CalibrationMethod.MinMax if reader is None else CalibrationMethod.Percentile,
+                            calibration_cache_path=str(table) if reader is None else None, extra_options=extra)
+        except Exception as exc:
+            raise ConversionError(f"ONNX Runtime quantization failed: {first_line(exc)} "
+                                  f"[{tail(captured())}]") from None
+        finally:
+            if reader is not None:
+                reader.bar.close()
+        return onnx.load(dst)
+
+
+def _reader(inputs, progress):
+    """ONNX Runtime's CalibrationDataReader over the calibration images, one at a time, with a progress bar."""
+    from onnxruntime.quantization import CalibrationDataReader
+    from tqdm import tqdm
 
     class Reader(CalibrationDataReader):
-        def __init__(self, progress) -> None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=count, desc="calibrating", unit="img", leave=False, disable=None, file=progress)
-            self.set_range(0, count)
+        def __init__(self) -> None:
+            self.bar = tqdm(total=len(inputs), desc="calibrating", unit="img", leave=False, disable=None, file=progress)
+            self.set_range(0, len(inputs))
 
         def __len__(self) -> int:
-            return count
+            return len(inputs)
 
         def set_range(self, start_index: int, end_index: int) -> None:
             self.items = iter(range(start_index, end_index))
@@ -72,31 +103,22 @@ def quantize_int8(proto, calibration: Prepared, activations: str = "int8", windo
             if i is None:
                 return None
             self.bar.update(1)
-            return {INPUT_NAME: calibration.inputs[i][None]}
+            return {INPUT_NAME: inputs[i][None]}
 
-    with tempfile.TemporaryDirectory() as tmp, captured_native_output() as captured:
-        src, pre, dst = (Path(tmp) / n for n in ("float.onnx", "pre.onnx", "int8.onnx"))
-        onnx.save(proto, src)
-        reader = Reader(captured.console)
-        try:
-            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-            if mse:
-                extra["TensorQuantOverrides"] = cached_mse_overrides(pre, calibration.inputs)
-            quantize_static(str(pre), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QInt8 if activations == "int8" else QuantType.QUInt8,
-                            weight_type=QuantType.QInt8, reduce_range=reduce_range, calibrate_method=method,
-                            extra_options=extra)
-        except Exception as exc:
-            raise ConversionError(f"ONNX Runtime quantization failed: {first_line(exc)} "
-                                  f"[{tail(captured())}]") from None
-        finally:
-            reader.bar.close()
-        return onnx.load(dst)
+    return Reader()
 
 
-def cached_mse_overrides(path: Path, inputs) -> dict:
-    """mse_overrides of the ONNX file at `path`, its ranges kept in the cache folder (edge.cache) under a key of
-    the file's bytes, the images, and the code and settings that choose them."""
+@dataclass
+class Ranges:
+    """Activation ranges of an ONNX graph on the calibration images."""
+
+    bounds: dict  # {tensor: (min, max)}, exact, of every tensor ONNX Runtime's static quantization calibrates
+    mse: dict     # {tensor: (lo, hi)} with the least quantization error, of every float tensor a node computes
+
+
+def cached_ranges(path: Path, inputs, mse: bool, progress=None) -> Ranges:
+    """sample_ranges of the ONNX file at `path`, kept in the cache folder (edge.cache) under a key of the file's
+    bytes, the images, and the code and settings that choose them."""
     import onnx
     import onnxruntime
 
@@ -105,59 +127,97 @@ def cached_mse_overrides(path: Path, inputs) -> dict:
 
     data = path.read_bytes()
     if cache.cache_dir() is None:
-        return _overrides(mse_ranges(onnx.load_from_string(data), inputs))
-    key = cache.Key("onnx-mse-ranges v1").versions(onnx, onnxruntime).settings(activation_ranges)
+        return sample_ranges(onnx.load_from_string(data), inputs, mse, progress)
+    key = cache.Key("onnx-ranges v1").versions(onnx, onnxruntime).settings(activation_ranges).facts(mse=mse)
     key = key.sources("converters/onnx_quantize.py", "converters/activation_ranges.py").data(data)
     key = key.array(np.asarray(inputs, np.float32)).hexdigest()
-    stored = cache.read("onnx-mse-ranges", key)
-    if stored is not None and set(stored) == {"names", "ranges"}:
-        return _overrides(dict(zip(cache.untext(stored["names"]), stored["ranges"])))
-    ranges = mse_ranges(onnx.load_from_string(data), inputs)
-    cache.write("onnx-mse-ranges", key, {"names": cache.text(list(ranges)),
-                                         "ranges": np.array(list(ranges.values()), np.float32).reshape(-1, 2)})
-    return _overrides(ranges)
-
-
-def mse_overrides(proto, inputs) -> dict:
-    """{tensor: [{"rmin", "rmax"}]}: mse_ranges as ONNX Runtime's TensorQuantOverrides."""
-    return _overrides(mse_ranges(proto, inputs))
+    stored = cache.read("onnx-ranges", key)
+    if stored is not None and set(stored) == {"names", "bounds", "mse_names", "mse"}:
+        return Ranges(dict(zip(cache.untext(stored["names"]), map(tuple, stored["bounds"].tolist()))),
+                      dict(zip(cache.untext(stored["mse_names"]), map(tuple, stored["mse"].tolist()))))
+    ranges = sample_ranges(onnx.load_from_string(data), inputs, mse, progress)
+    cache.write("onnx-ranges", key, {
+        "names": cache.text(list(ranges.bounds)), "bounds": np.array(list(ranges.bounds.values()), np.float32).reshape(-1, 2),
+        "mse_names": cache.text(list(ranges.mse)), "mse": np.array(list(ranges.mse.values()), np.float32).reshape(-1, 2)})
+    return ranges
 
 
 def _overrides(ranges: dict) -> dict:
+    """{tensor: [{"rmin", "rmax"}]}: ranges as ONNX Runtime's TensorQuantOverrides."""
     return {name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for name, (lo, hi) in ranges.items()}
 
 
-def mse_ranges(proto, inputs) -> dict:
-    """{tensor: (min, max)} for every float activation a node computes (the graph's own value_info), from the float
-    graph run by ONNX Runtime on the calibration images (converters.activation_ranges)."""
+def calibrated_tensors(proto) -> list[str]:
+    """The tensors ONNX Runtime's static quantization calibrates (its calibrator's own selection): float inputs and
+    outputs of the nodes whose op it quantizes, with a known type (value_info, graph inputs and outputs), not
+    initializers; in the order the graph first uses them."""
+    import onnx
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    ops = set(QLinearOpsRegistry) | set(QDQRegistry)
+    known = {v.name: v for v in (*proto.graph.value_info, *proto.graph.output, *proto.graph.input)}
+    weights = {t.name for t in proto.graph.initializer}
+    names: dict[str, None] = {}
+    for node in proto.graph.node:
+        if node.op_type in ops:
+            for name in (*node.input, *node.output):
+                info = known.get(name)
+                if info is not None and name not in weights and info.type.HasField("tensor_type") \
+                        and info.type.tensor_type.elem_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16):
+                    names[name] = None
+    return list(names)
+
+
+def sample_ranges(proto, inputs, mse: bool = True, progress=None) -> Ranges:
+    """The exact min/max of every tensor `calibrated_tensors` names and, with `mse`, the mse range of every float
+    activation a node computes (the graph's own value_info), from the float graph run by ONNX Runtime on the
+    calibration images (converters.activation_ranges)."""
     import onnx
     import onnxruntime as ort
+    from tqdm import tqdm
 
     from converters.activation_ranges import Samples
 
-    infos = [v for v in proto.graph.value_info if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT]
-    names = [v.name for v in infos]
-    probe = onnx.ModelProto()
-    probe.CopyFrom(proto)
-    known = {o.name for o in probe.graph.output}
-    probe.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names if n not in known)
+    bounded = calibrated_tensors(proto)
+    chosen = [v.name for v in proto.graph.value_info if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT] \
+        if mse else []
+    graph_inputs = {v.name for v in proto.graph.input}
+    wanted = [n for n in dict.fromkeys([*chosen, *bounded]) if n not in graph_inputs]
+    infos = {v.name: v for v in (*proto.graph.value_info, *proto.graph.output)}
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.intra_op_num_threads, so.log_severity_level = 2, 3
     # without ONNX Runtime's arena and memory pattern, a run's buffers are freed as it goes instead of held at their
-    # peak for the next (EfficientNet-B7 at 600 px, 8 images: the pass added 3.6 GB to the process, 6.2 with them)
+    # peak for the next
     so.enable_cpu_mem_arena = so.enable_mem_pattern = False
-    session = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    samples = Samples()
-    groups = _output_groups(infos, MSE_MEMORY)  # one run per group and image: every output of a run is held at once
-    for x in inputs:
-        for group in groups:
+    samples, keep = Samples(per_key=True), set(chosen)
+    for name in graph_inputs & set(bounded):
+        for x in inputs:
+            samples.add(name, x, keep_values=False)
+    # ONNX Runtime runs the whole graph on every run and keeps every graph output to its end, so each group of
+    # tensors gets a session of its own whose outputs are that group alone: a run holds one group's values
+    # (EfficientNet-B7 at 600 px: 4.1 GiB of activations per image, in 5 groups)
+    groups = _output_groups([infos[n] for n in wanted], MSE_MEMORY)
+    bar = tqdm(total=len(groups) * len(inputs), desc="calibrating", unit="img", leave=False, disable=None,
+               file=progress)
+    for group in groups:
+        probe = onnx.ModelProto()
+        probe.CopyFrom(proto)
+        del probe.graph.output[:]
+        probe.graph.output.extend(infos[n] for n in group)
+        session = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        del probe
+        for x in inputs:
             for name, value in zip(group, session.run(group, {INPUT_NAME: x[None]})):
-                samples.add(name, value)
-    return samples.mse_ranges()
+                samples.add(name, value, keep_values=name in keep)
+            bar.update(1)
+        del session
+    bar.close()
+    mse_ranges = {n: (float(np.float32(lo)), float(np.float32(hi))) for n, (lo, hi) in samples.mse_ranges().items()}
+    return Ranges({n: samples.bounds[n] for n in bounded}, {n: mse_ranges[n] for n in chosen if n in mse_ranges})
 
 
-MSE_MEMORY = 2**30  # bytes of one image's activations the mse pass reads from one run (EfficientNet-B7 at 600 px: more)
+MSE_MEMORY = 2**30  # bytes of one image's activations one session's run holds (EfficientNet-B7 at 600 px: 5 sessions)
 
 
 def _output_groups(infos, budget: int) -> list[list[str]]:

@@ -51,7 +51,7 @@ class Key:
     def array(self, value) -> Key:
         array = np.ascontiguousarray(value)
         self.digest.update(f"{array.shape}:{array.dtype}".encode())
-        self.digest.update(memoryview(array).cast("B"))
+        self.digest.update(_raw(array))
         return self
 
     def data(self, data: bytes) -> Key:
@@ -149,5 +149,10 @@ def _checksum(arrays: dict[str, np.ndarray]) -> bytes:
     for name in sorted(arrays):
         array = np.ascontiguousarray(arrays[name])
         digest.update(f"{name}:{array.shape}:{array.dtype}".encode())
-        digest.update(memoryview(array).cast("B"))
+        digest.update(_raw(array))
     return digest.digest()
+
+
+def _raw(array: np.ndarray) -> memoryview:
+    """A contiguous array's bytes, without a copy (an empty array too, which memoryview's cast refuses)."""
+    return memoryview(array.reshape(-1).view(np.uint8))

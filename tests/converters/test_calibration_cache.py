@@ -82,3 +82,24 @@ def test_tflite_ranges_are_chosen_once_and_read_back(small_regnety, images, tmp_
     assert all(first[i][1] - first[i][0] <= exact[i][1] - exact[i][0] + 1e-6 for i in first)  # mse clips
     tflite_ranges.cached_ranges(calibrated, images[8:16], "mse")  # other images: another key
     assert chosen == [1, 1, 1]
+
+
+def test_onnx_ranges_are_sampled_once_and_read_back(small_regnety, images, tmp_path, monkeypatch):  # noqa: F811
+    import onnx
+
+    import converters.onnx_quantize as onnx_quantize
+    from converters.onnx_export import to_onnx
+
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path))
+    path = tmp_path / "pre.onnx"
+    onnx.save(onnx.shape_inference.infer_shapes(to_onnx(small_regnety)), path)
+    sampled, real = [], onnx_quantize.sample_ranges
+    monkeypatch.setattr(onnx_quantize, "sample_ranges", lambda *a, **k: sampled.append(1) or real(*a, **k))
+    inputs = images[:4]
+    plain = onnx_quantize.cached_ranges(path, inputs, mse=False)
+    assert sampled == [1] and len(plain.bounds) > 20 and plain.mse == {}
+    assert onnx_quantize.cached_ranges(path, inputs, mse=False) == plain and sampled == [1]  # empty mse kept too
+    chosen = onnx_quantize.cached_ranges(path, inputs, mse=True)  # another key
+    assert sampled == [1, 1] and chosen.bounds == plain.bounds and len(chosen.mse) > 20
+    assert onnx_quantize.cached_ranges(path, inputs, mse=True) == chosen and sampled == [1, 1]
+    assert any(chosen.mse[n] != plain.bounds.get(n, chosen.mse[n]) for n in chosen.mse)  # mse clips some

@@ -409,11 +409,12 @@ def test_onnx_mse_pass_reads_large_models_in_runs_within_its_memory_budget(small
     assert [n for g in groups for n in g] == [v.name for v in infos] and len(groups) > 3
     held = dict(zip([v.name for v in infos], sizes))
     assert all(sum(held[n] for n in g) <= budget for g in groups)
-    whole = onnx_quantize.mse_overrides(proto, images[:4])
-    runs = []
+    whole = onnx_quantize.sample_ranges(proto, images[:4])
+    assert len(whole.mse) == len(infos) and len(whole.bounds) > 20
+    real, runs = onnx_quantize._output_groups, []
     monkeypatch.setattr(onnx_quantize, "MSE_MEMORY", budget)
-    monkeypatch.setattr(onnx_quantize, "_output_groups", lambda *a: runs.append(1) or groups)
-    assert onnx_quantize.mse_overrides(proto, images[:4]) == whole and runs
+    monkeypatch.setattr(onnx_quantize, "_output_groups", lambda infos, b: runs.append(real(infos, b)) or runs[-1])
+    assert onnx_quantize.sample_ranges(proto, images[:4]) == whole and len(runs[0]) > 3
 
 
 def test_gptq_puts_every_weight_on_its_int8_grid_and_lowers_the_output_error(small_regnety, images):
