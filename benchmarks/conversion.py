@@ -215,18 +215,22 @@ def main() -> int:
     parser.add_argument("--val-size", type=int, help="validation images (default: the kit's 176)")
     parser.add_argument("--rounds", type=int, default=1, help="each case this many times, interleaved; best kept")
     parser.add_argument("--out", type=Path, help="markdown table; its .json and .png beside it")
-    parser.add_argument("--append", action="store_true", help="add to the rows already in --out's .json")
+    parser.add_argument("--append", action="store_true", help="add to the rows already in --out's .json (a row of the "
+                        "same model, case and images is replaced)")
     args = parser.parse_args()
     sizes = [*(["--calib-size", str(args.calib_size)] if args.calib_size else []),
              *(["--val-size", str(args.val_size)] if args.val_size else [])]
     images = f"{args.calib_size or 128} / {args.val_size or 176}"
     saved = args.out.with_suffix(".json") if args.out else None
     before = json.loads(saved.read_text()) if args.append and saved and saved.is_file() else {}
-    rows, commands = before.get("rows", []), [*before.get("commands", []), " ".join([".venv/bin/python", *sys.argv])]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    command = " ".join([".venv/bin/python", *sys.argv]) + (f"  # at {commit.strip()}" if commit.strip() else "")
+    rows, commands = before.get("rows", []), [*before.get("commands", []), command]
     with tempfile.TemporaryDirectory(prefix="kit-conversion-") as tmp:
         for model in args.models:
             params = parameters(model)
             for case in args.cases:
+                rows = [r for r in rows if (r["model"], r["case"], r["images"]) != (model, case, images)]
                 for path, m in measure(model, case, Path(tmp), args.rounds, sizes).items():
                     rows.append({"model": model, "params_m": params, "case": case, "path": path, "images": images,
                                  **m})

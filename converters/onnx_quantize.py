@@ -68,10 +68,10 @@ def quantize_int8(proto, calibration: Prepared, activations: str = "int8", windo
                 # ("CalibStridedMinMax" is only the name of its windowing option)
                 extra = {"CalibStridedMinMax": stride} if stride else {}
                 extra["CalibPercentile"] = percentile
+            method = CalibrationMethod.MinMax if reader is None else CalibrationMethod.Percentile
             quantize_static(str(pre), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QInt8 if activations == "int8" else QuantType.QUInt8,
-                            weight_type=QuantType.QInt8, reduce_range=reduce_range,
-                            calibrate_method=CalibrationMethod.MinMax if reader is None else CalibrationMethod.Percentile,
+                            weight_type=QuantType.QInt8, reduce_range=reduce_range, calibrate_method=method,
                             calibration_cache_path=str(table) if reader is None else None, extra_options=extra)
         except Exception as exc:
             raise ConversionError(f"ONNX Runtime quantization failed: {first_line(exc)} "
@@ -136,10 +136,13 @@ def cached_ranges(path: Path, inputs, mse: bool, progress=None) -> Ranges:
         return Ranges(dict(zip(cache.untext(stored["names"]), map(tuple, stored["bounds"].tolist()))),
                       dict(zip(cache.untext(stored["mse_names"]), map(tuple, stored["mse"].tolist()))))
     ranges = sample_ranges(onnx.load_from_string(data), inputs, mse, progress)
-    cache.write("onnx-ranges", key, {
-        "names": cache.text(list(ranges.bounds)), "bounds": np.array(list(ranges.bounds.values()), np.float32).reshape(-1, 2),
-        "mse_names": cache.text(list(ranges.mse)), "mse": np.array(list(ranges.mse.values()), np.float32).reshape(-1, 2)})
+    cache.write("onnx-ranges", key, {"names": cache.text(list(ranges.bounds)), "bounds": _pairs(ranges.bounds),
+                                     "mse_names": cache.text(list(ranges.mse)), "mse": _pairs(ranges.mse)})
     return ranges
+
+
+def _pairs(ranges: dict) -> np.ndarray:
+    return np.array(list(ranges.values()), np.float32).reshape(-1, 2)
 
 
 def _overrides(ranges: dict) -> dict:
