@@ -223,8 +223,12 @@ def main() -> int:
     images = f"{args.calib_size or 128} / {args.val_size or 176}"
     saved = args.out.with_suffix(".json") if args.out else None
     before = json.loads(saved.read_text()) if args.append and saved and saved.is_file() else {}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
-    command = " ".join([".venv/bin/python", *sys.argv]) + (f"  # at {commit.strip()}" if commit.strip() else "")
+    try:
+        commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
+                                text=True).stdout.strip()
+    except OSError:  # no git: the command alone
+        commit = ""
+    command = " ".join([".venv/bin/python", *sys.argv]) + (f"  # at {commit}" if commit else "")
     rows, commands = before.get("rows", []), [*before.get("commands", []), command]
     with tempfile.TemporaryDirectory(prefix="kit-conversion-") as tmp:
         for model in args.models:

@@ -47,6 +47,11 @@ def quantize_int8(proto, calibration: Prepared, activations: str = "int8", windo
     from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    if percentile is not None and mse:
+        raise ValueError("percentile and mse ranges exclude each other")
+    if not len(calibration.inputs):
+        raise ConversionError("int8 calibration needs at least one image; pass --calib DIR with images in it")
+
     with tempfile.TemporaryDirectory() as tmp, captured_native_output() as captured:
         src, pre, dst, table = (Path(tmp) / n for n in ("float.onnx", "pre.onnx", "int8.onnx", "ranges.json"))
         onnx.save(proto, src)
@@ -200,7 +205,7 @@ def sample_ranges(proto, inputs, mse: bool = True, progress=None) -> Ranges:
     # ONNX Runtime runs the whole graph on every run and keeps every graph output to its end, so each group of
     # tensors gets a session of its own whose outputs are that group alone: a run holds one group's values
     # (EfficientNet-B7 at 600 px: 4.1 GiB of activations per image, in 5 groups)
-    groups = _output_groups([infos[n] for n in wanted], MSE_MEMORY)
+    groups = _output_groups([infos[n] for n in wanted], MSE_MEMORY) if wanted else []
     bar = tqdm(total=len(groups) * len(inputs), desc="calibrating", unit="img", leave=False, disable=None,
                file=progress)
     for group in groups:
