@@ -11,6 +11,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from edge.errors import KitError
 
@@ -23,8 +24,9 @@ def _cannot_write(path: Path, exc: OSError, advice: str) -> KitError:
     return KitError(f"cannot write {path}: {exc.strerror or exc}; {advice}")
 
 
-def atomic_write(path: str | Path, data: bytes) -> Path:
-    """Write `data` to `path` atomically; an unwritable place raises one clear KitError."""
+def atomic_write(path: str | Path, data: bytes | Callable[[BinaryIO], object]) -> Path:
+    """Write `data` to `path` atomically; an unwritable place raises one clear KitError. `data` may be a function
+    that writes into the open file instead (a large result streamed, never held whole as bytes)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,7 +35,7 @@ def atomic_write(path: str | Path, data: bytes) -> Path:
         raise _cannot_write(path, exc, "choose another --out path") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            data(f) if callable(data) else f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)

@@ -18,11 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from edge.atomic import atomic_write
+from edge.errors import KitError
 
 CACHE_ENV = "REGNETY_KIT_CACHE"
 ROOT = Path(__file__).resolve().parents[1]  # the kit's root: sources() names files relative to it
@@ -116,23 +118,15 @@ MAX_ENTRY = 2**31  # bytes: a larger result (a thousand 600 px crops) is compute
 
 
 def write(kind: str, key: str, arrays: dict[str, np.ndarray]) -> None:
-    """Store the arrays under the key: streamed to a temporary file in the folder, then renamed into place (a
-    folder that takes no files, or a result over MAX_ENTRY, only costs the time next run)."""
+    """Store the arrays under the key: streamed into place atomically (edge.atomic; a folder that takes no files,
+    or a result over MAX_ENTRY, only costs the time next run)."""
     path = entry(kind, key)
     if path is None or sum(np.asarray(a).nbytes for a in arrays.values()) > MAX_ENTRY:
         return
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays, **{_CHECK: np.frombuffer(_checksum(arrays), np.uint8)})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except (OSError, MemoryError, ValueError):
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+        atomic_write(path, lambda f: np.savez(f, **arrays, **{_CHECK: np.frombuffer(_checksum(arrays), np.uint8)}))
+    except (KitError, MemoryError, ValueError):
+        pass
 
 
 def text(value) -> np.ndarray:
