@@ -87,7 +87,9 @@ def correct_biases(model, inputs: np.ndarray, batch: int = 16) -> BiasCorrected:
     """A copy of `model` whose conv / dense biases absorb the mean shift of their weights' int8 quantization."""
     import keras
 
-    from converters.probe import batches
+    import tensorflow as tf
+
+    from converters.probe import batches, per_channel
 
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
@@ -96,10 +98,9 @@ def correct_biases(model, inputs: np.ndarray, batch: int = 16) -> BiasCorrected:
         return BiasCorrected(clone)
     unique = list({source.name: source for _, _, source in found}.values())
     sums = {s.name: 0.0 for s in unique}
-    for outs in batches(clone, [s.output for s in unique], inputs, batch):
+    for outs in batches(clone, [s.output for s in unique], inputs, batch, per_channel(tf.reduce_sum, tf.float64)):
         for s, out in zip(unique, outs):
-            out = np.asarray(out, np.float64)
-            sums[s.name] = sums[s.name] + out.reshape(-1, out.shape[-1]).sum(axis=0)
+            sums[s.name] = sums[s.name] + out
     weights = {layer.name: layer.get_weights() for layer in clone.layers}
     corrected, worst = [], 0.0
     for layer, bn, source in found:

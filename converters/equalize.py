@@ -250,14 +250,16 @@ def activation_ranges(model, inputs: np.ndarray, batch: int = 16) -> dict[str, n
     pairs, _ = find_pairs(model)
     if not pairs:
         return {}
-    from converters.probe import batches
+    import tensorflow as tf
+
+    from converters.probe import batches, per_channel
 
     names = sorted({n for p in pairs for n in p.observed})
     seen = {n: np.zeros(model.get_layer(n).output.shape[-1]) for n in names}
-    for outs in batches(model, [model.get_layer(n).output for n in names], inputs, batch):
+    largest = per_channel(lambda t, axis: tf.reduce_max(tf.abs(t), axis=axis))
+    for outs in batches(model, [model.get_layer(n).output for n in names], inputs, batch, largest):
         for n, out in zip(names, outs):
-            out = np.abs(np.asarray(out))
-            seen[n] = np.maximum(seen[n], out.reshape(-1, out.shape[-1]).max(axis=0))
+            seen[n] = np.maximum(seen[n], out)
     return {p.conv: np.max([seen[n] for n in p.observed], axis=0) for p in pairs}
 
 
