@@ -20,25 +20,31 @@ DEFAULT_OPSET = 17
 INPUT_NAME, OUTPUT_NAME, BATCH = "image", "logits", "batch"
 
 
+_CREATION = [itertools.count()]  # tf2onnx nodes' creation numbers, from 0 in each export
+
+
 def _deterministic_tf2onnx_nodes() -> None:
-    """Hash tf2onnx's graph nodes by creation number instead of memory address (once per process).
+    """Hash tf2onnx's graph nodes by creation number instead of memory address (installed once per process, the
+    numbering restarted for each export).
 
     tf2onnx keeps nodes in sets and lists them back out of those sets (`extract_sub_graph_nodes`), so the
     order its optimizers visit nodes in follows memory addresses. Measured: from one and the same
     TensorFlow graph, about one export in ten under CPU load came out as a different (equivalent) ONNX
     graph, e.g. one SE block's layout transpose folded elsewhere. Creation numbers follow the conversion
-    itself, so the order, and the file, are the same in every run.
+    itself, so the order, and the file, are the same in every run. The numbers start again at 0 with each export
+    (`to_onnx`): a set lists its members by hash modulo its size, so numbers carried on from an earlier export in
+    the same process gave a different order, and a different (equivalent) file.
     """
     from tf2onnx import graph as tf2onnx_graph
 
+    _CREATION[0] = itertools.count()
     node = tf2onnx_graph.Node
     if getattr(node, "_kit_creation_hash", False):
         return
-    counter = itertools.count()
     original_init = node.__init__
 
     def __init__(self, *args, **kwargs):
-        self._kit_creation = next(counter)
+        self._kit_creation = next(_CREATION[0])
         original_init(self, *args, **kwargs)
 
     node.__init__ = __init__

@@ -203,7 +203,8 @@ def test_onnx_export_frees_each_optimizer_pass_without_changing_the_file(source,
 
 def test_onnx_export_steps_give_tf2onnxs_own_file(source, monkeypatch):
     # The kit takes tf2onnx's from_function steps itself, dropping each stage's copy of the weights before the next
-    # (EfficientNet-B7 at 600 px: 5.8 -> 4.7 GB). The file must be the one tf2onnx's from_function writes.
+    # (EfficientNet-B7 at 600 px: 5.8 -> 4.7 GB). The file must be the one tf2onnx's from_function writes, and the
+    # same in every export of the process (tf2onnx's node order follows node hashes: converters.onnx_export).
     import tf2onnx
 
     from converters import onnx_export
