@@ -143,8 +143,14 @@ run; the three paths of a case run back to back.
 """
 
 
+def used(commands: list[str], rows: list[dict]) -> list[str]:
+    """The commands that measured a row still in the table, in the order they ran."""
+    measured = {r.get("command") for r in rows}
+    return [c for c in commands if c in measured]
+
+
 def table(rows: list[dict], commands: list[str]) -> str:
-    lines = [PREAMBLE, "Measured with:", "", *[f"- `{c}`" for c in commands], "",
+    lines = [PREAMBLE, "Measured with:", "", *[f"- `{c}`" for c in used(commands, rows)], "",
              "| model | params M | format | precision | images (calib / val) | path | wall s | CPU s | peak RSS MB "
              "| wall / naive |",
              "| --- | ---: | --- | --- | --- | --- | ---: | ---: | ---: | ---: |"]
@@ -206,6 +212,19 @@ def parameters(model: str) -> float:
     return int(out.split()[-1]) / 1e6
 
 
+def revision(outputs: list[Path]) -> str:
+    """The commit the code ran at (git describe), "-dirty" when files other than the table's own outputs differ from
+    it (an --append run of several commands changes those itself); "" without git."""
+    try:
+        commit = subprocess.run(["git", "describe", "--always"], cwd=ROOT, capture_output=True, text=True).stdout
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                                 capture_output=True, text=True).stdout.splitlines()
+    except OSError:
+        return ""
+    own = {str(p.resolve().relative_to(ROOT)) for p in outputs if p.resolve().is_relative_to(ROOT)}
+    return commit.strip() + ("-dirty" if any(line[3:] not in own for line in changed) else "")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="+", help="RegNetY variants (200mf, 800mf, ...) or convnext_tiny, "
@@ -223,11 +242,7 @@ def main() -> int:
     images = f"{args.calib_size or 128} / {args.val_size or 176}"
     saved = args.out.with_suffix(".json") if args.out else None
     before = json.loads(saved.read_text()) if args.append and saved and saved.is_file() else {}
-    try:
-        commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
-                                text=True).stdout.strip()
-    except OSError:  # no git: the command alone
-        commit = ""
+    commit = revision([args.out, saved, args.out.with_suffix(".png")] if args.out else [])
     command = " ".join([".venv/bin/python", *sys.argv]) + (f"  # at {commit}" if commit else "")
     rows, commands = before.get("rows", []), [*before.get("commands", []), command]
     with tempfile.TemporaryDirectory(prefix="kit-conversion-") as tmp:
@@ -237,10 +252,10 @@ def main() -> int:
                 rows = [r for r in rows if (r["model"], r["case"], r["images"]) != (model, case, images)]
                 for path, m in measure(model, case, Path(tmp), args.rounds, sizes).items():
                     rows.append({"model": model, "params_m": params, "case": case, "path": path, "images": images,
-                                 **m})
+                                 **m, "command": command})
                     print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
                 if args.out:  # written after every case: a long run keeps what it measured
-                    saved.write_text(json.dumps({"commands": commands, "rows": rows}, indent=1) + "\n")
+                    saved.write_text(json.dumps({"commands": used(commands, rows), "rows": rows}, indent=1) + "\n")
     text = table(rows, commands)
     print(text)
     if args.out:

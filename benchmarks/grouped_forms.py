@@ -46,7 +46,7 @@ def _function(side: int, channels: int, stride: int, form: str, kernel: np.ndarr
             return tf.nn.relu(tf.concat([tf.nn.conv2d(p, kernel[..., k * g:(k + 1) * g], stride, "VALID")
                                          for k, p in enumerate(parts)], axis=-1))
         y = tf.nn.depthwise_conv2d(x, depthwise, [1, stride, stride, 1], "VALID")
-        out = side // stride
+        out = (side - 1) // stride + 1  # padded 1/1, a 3x3 kernel
         y = tf.reduce_sum(tf.reshape(y, [out * out, groups, g, g]), axis=2)
         return tf.nn.relu(tf.reshape(y, [1, out, out, channels]))
 

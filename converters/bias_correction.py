@@ -86,7 +86,6 @@ def target_layers(model) -> list[tuple]:
 def correct_biases(model, inputs: np.ndarray, batch: int = 16) -> BiasCorrected:
     """A copy of `model` whose conv / dense biases absorb the mean shift of their weights' int8 quantization."""
     import keras
-
     import tensorflow as tf
 
     from converters.probe import batches, per_channel

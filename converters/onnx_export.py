@@ -148,11 +148,17 @@ def _converted(concrete, opset: int):
     outputs = [t.name for t in concrete.outputs if t.dtype != tf.resource]
     renames = tensor_names_from_structed(concrete, inputs, outputs)
     with tf.device("/cpu:0"):
-        frozen = convert_to_constants.convert_variables_to_constants_v2(concrete, lower_control_flow=False,
-                                                                        aggressive_inlining=True)
-        graph_def = frozen.graph.as_graph_def(add_shapes=True)
-        del frozen
-        gc.collect()  # the frozen function's graph, before grappler makes its copies
+        try:
+            frozen = convert_to_constants.convert_variables_to_constants_v2(concrete, lower_control_flow=False,
+                                                                            aggressive_inlining=True)
+        except ValueError as exc:  # tf2onnx's own way round a TensorFlow freezing bug
+            if "incompatible with expected resource" not in str(exc):
+                raise
+            graph_def = tf_loader.fix_freezing_errors(tf_loader.convert_variables_to_constants_large_model(concrete))
+        else:
+            graph_def = frozen.graph.as_graph_def(add_shapes=True)
+            del frozen
+            gc.collect()  # the frozen function's graph, before grappler makes its copies
         with tf.Graph().as_default():  # grappler's meta graph is made in graph mode
             graph_def = tf_loader.tf_optimize(inputs, outputs, tf_loader.fix_freezing_errors_part2(graph_def))
         with tf.Graph().as_default() as tf_graph:
@@ -166,7 +172,9 @@ def _converted(concrete, opset: int):
 
 
 def _catch_errors() -> bool:
-    """Whether tf2onnx's optimizers run on copies and skip a pass that fails: its TF2ONNX_CATCH_ERRORS, default on."""
+    """Whether tf2onnx's optimizers run on copies and skip a pass that fails: TF2ONNX_CATCH_ERRORS, default on. (tf2onnx
+    1.17's own `_convert_common` compares the variable's name, not its value, with "TRUE", so any value at all turns
+    it off there; here TF2ONNX_CATCH_ERRORS=true keeps it on. Unset, both are on.)"""
     import os
 
     from tf2onnx import constants

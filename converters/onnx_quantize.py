@@ -230,24 +230,29 @@ MSE_MEMORY = 768 * 2**20
 def _prefix(proto, outputs):
     """`proto` cut to the nodes `outputs` (value infos) depend on, with those as its outputs and only the weights
     those nodes read: a session for an early group of tensors runs only the beginning of the graph and holds only
-    its weights. A graph with subgraphs (If, Loop, Scan) is kept whole, since their outer references are hidden."""
+    its weights. A graph with subgraphs (If, Loop, Scan), model-local functions or sparse weights is kept whole (only
+    its outputs replaced), since what they read from the outer graph is not in its nodes' inputs."""
     import onnx
     from onnx import helper
 
     graph = proto.graph
     nodes = list(graph.node)
-    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in nodes for a in n.attribute):
-        keep = set(range(len(nodes)))
-    else:
-        producer = {name: i for i, node in enumerate(nodes) for name in node.output}
-        keep, pending, seen = set(), [o.name for o in outputs], set()
-        while pending:
-            name = pending.pop()
-            if name in seen or name not in producer:
-                continue
-            seen.add(name)
-            keep.add(producer[name])
-            pending.extend(x for x in nodes[producer[name]].input if x)
+    if proto.functions or graph.sparse_initializer or any(
+            a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in nodes for a in n.attribute):
+        whole = onnx.ModelProto()
+        whole.CopyFrom(proto)
+        del whole.graph.output[:]
+        whole.graph.output.extend(outputs)
+        return whole
+    producer = {name: i for i, node in enumerate(nodes) for name in node.output}
+    keep, pending, seen = set(), [o.name for o in outputs], set()
+    while pending:
+        name = pending.pop()
+        if name in seen or name not in producer:
+            continue
+        seen.add(name)
+        keep.add(producer[name])
+        pending.extend(x for x in nodes[producer[name]].input if x)
     kept = [nodes[i] for i in sorted(keep)]
     read = {x for node in kept for x in node.input}
     cut = helper.make_graph(kept, graph.name, graph.input, outputs,

@@ -417,6 +417,35 @@ def test_onnx_mse_pass_reads_large_models_in_runs_within_its_memory_budget(small
     assert onnx_quantize.sample_ranges(proto, images[:4]) == whole and len(runs[0]) > 3
 
 
+def test_onnx_range_sessions_cut_to_their_part_of_the_graph_read_the_same_ranges(small_regnety, images, monkeypatch):
+    """sample_ranges runs each group of tensors in a session cut to the nodes they depend on, holding only those
+    nodes' weights (`_prefix`); the ranges are the ones sessions over the whole graph give."""
+    import onnx
+
+    import converters.onnx_quantize as onnx_quantize
+    from converters.onnx_export import to_onnx
+
+    proto = onnx.shape_inference.infer_shapes(to_onnx(small_regnety))
+    infos = [v for v in proto.graph.value_info if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT]
+    early = onnx_quantize._prefix(proto, infos[:len(infos) // 3])
+    assert 0 < len(early.graph.node) < len(proto.graph.node) / 2
+    assert 0 < len(early.graph.initializer) < len(proto.graph.initializer)
+    assert [o.name for o in early.graph.output] == [v.name for v in infos[:len(infos) // 3]]
+    sizes = [4 * int(np.prod([d.dim_value or 1 for d in v.type.tensor_type.shape.dim])) for v in infos]
+    monkeypatch.setattr(onnx_quantize, "MSE_MEMORY", max(sizes) * 2)  # several groups
+    cut = onnx_quantize.sample_ranges(proto, images[:4])
+
+    def whole(proto, outputs):
+        model = onnx.ModelProto()
+        model.CopyFrom(proto)
+        del model.graph.output[:]
+        model.graph.output.extend(outputs)
+        return model
+
+    monkeypatch.setattr(onnx_quantize, "_prefix", whole)
+    assert onnx_quantize.sample_ranges(proto, images[:4]) == cut
+
+
 def test_gptq_puts_every_weight_on_its_int8_grid_and_lowers_the_output_error(small_regnety, images):
     """converters.rounding: each rounded layer's folded weights are integers times the channel's original
     round-to-nearest scale (so the converter finds exactly GPTQ's integers), the layers' output error on the
