@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.timing import builtin_interpreter, converted, interleaved  # noqa: E402
 
 GROUP_WIDTH = 8
 # (input side, channels, stride, how many of RegNetY-200MF's 13 grouped convs have this shape)
@@ -55,25 +56,15 @@ def _function(side: int, channels: int, stride: int, form: str, kernel: np.ndarr
 
 def _model(side: int, channels: int, stride: int, form: str, int8: bool) -> tuple[bytes, float]:
     """(the TFLite file, its largest float difference from the grouped conv in TensorFlow)."""
-    import tensorflow as tf
-
     rng = np.random.default_rng(side * 1000 + channels)
     kernel = rng.normal(0, (2 / (9 * GROUP_WIDTH)) ** 0.5, (3, 3, GROUP_WIDTH, channels)).astype(np.float32)
     fn = _function(side, channels, stride, form, kernel)
     x = rng.uniform(0, 1, (1, side, side, channels)).astype(np.float32)
     error = float(np.abs(fn(x).numpy() - _function(side, channels, stride, "grouped", kernel)(x).numpy()).max())
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
-    if int8:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([rng.uniform(0, 1, (1, side, side, channels)).astype(np.float32)]
-                                                    for _ in range(8))
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = converter.inference_output_type = tf.int8
-    return converter.convert(), error
+    return converted(fn, int8, lambda: rng.uniform(0, 1, (1, side, side, channels)).astype(np.float32)), error
 
 
 def main() -> None:
-    from edge.runtime import RuntimeOptions, tflite_interpreter
     from edge.tflite_file import builtin_op_name, operator_codes
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -85,20 +76,10 @@ def main() -> None:
             for form in FORMS:
                 data, errors[(shape, form)] = _model(*shape[:3], form, int8)
                 ops = sorted({builtin_op_name(code) for code, _, _ in operator_codes(data)})
-                interpreter, runtime = tflite_interpreter(data, RuntimeOptions(threads=1, xnnpack=False), form)
-                detail = interpreter.get_input_details()[0]
-                interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
-                for _ in range(10):
-                    interpreter.invoke()
-                cases.append(("int8" if int8 else "float32", shape, form, interpreter, [], ops))
-    order = np.random.default_rng(0)
-    for _ in range(args.rounds):
-        for i in order.permutation(len(cases)):
-            interpreter, times = cases[i][3], cases[i][4]
-            start = time.perf_counter()
-            interpreter.invoke()
-            times.append((time.perf_counter() - start) * 1e3)
-    medians = {(p, s, f): float(np.median(t)) for p, s, f, _, t, _ in cases}
+                interpreter, runtime = builtin_interpreter(data, form)
+                cases.append(("int8" if int8 else "float32", shape, form, interpreter, ops))
+    timed = interleaved([c[3].invoke for c in cases], args.rounds)
+    medians = {(p, s, f): float(np.median(t)) for (p, s, f, _, _), t in zip(cases, timed)}
     print(f"{args.rounds} interleaved rounds, batch 1, {runtime}\n")
     print("| precision | input, channels, stride (x convs) | " + " | ".join(f"{f} ms" for f in FORMS) +
           " | depthwise+sum / split | depthwise+sum max float error |")
@@ -113,7 +94,7 @@ def main() -> None:
         totals = [sum(medians[(precision, s, f)] * s[3] for s in SHAPES) for f in FORMS]
         print(f"| {precision} | all 13, weighted | " + " | ".join(f"{t:.3f}" for t in totals) +
               f" | {totals[2] / totals[1]:.2f}x | |")
-    print("\nops per form: " + "; ".join(f"{f}: {', '.join(next(c[5] for c in cases if c[2] == f))}" for f in FORMS))
+    print("\nops per form: " + "; ".join(f"{f}: {', '.join(next(c[4] for c in cases if c[2] == f))}" for f in FORMS))
 
 
 if __name__ == "__main__":

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.timing import interleaved  # noqa: E402
 
 
 def main() -> None:
@@ -37,17 +38,11 @@ def main() -> None:
             x = np.random.default_rng(0).uniform(0, 1, (1, *runner.input.shape[1:])).astype(np.float32)
             for _ in range(5):
                 runner.run(x)
-            cases.append((Path(path).name, "xnnpack" if xnnpack else "builtin", runner, x, []))
-    order = np.random.default_rng(0)
-    for _ in range(args.rounds):
-        for i in order.permutation(len(cases)):
-            _, _, runner, x, times = cases[i]
-            start = time.perf_counter()
-            runner.run(x)
-            times.append((time.perf_counter() - start) * 1e3)
+            cases.append((Path(path).name, "xnnpack" if xnnpack else "builtin", runner, x))
+    timed = interleaved([lambda runner=runner, x=x: runner.run(x) for _, _, runner, x in cases], args.rounds)
     print(f"{args.rounds} interleaved rounds, batch 1, {args.threads} threads, {cases[0][2].runtime.split(' (')[0]}\n")
     print("| file | kernels | p50 ms | p25 ms | p75 ms |\n| --- | --- | --- | --- | --- |")
-    for name, kernels, _, _, times in sorted(cases, key=lambda c: (c[1], c[0])):
+    for (name, kernels, _, _), times in sorted(zip(cases, timed), key=lambda c: (c[0][1], c[0][0])):
         p25, p50, p75 = np.percentile(times, [25, 50, 75])
         print(f"| {name} | {kernels} | {p50:.2f} | {p25:.2f} | {p75:.2f} |")
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.timing import builtin_interpreter, converted, interleaved  # noqa: E402
 
 # (map side, input channels, output channels) of RegNetY-200MF's 1x1 convs: stage by stage, conv1 then conv3
 SHAPES = ((112, 32, 24), (56, 24, 24), (56, 24, 56), (28, 56, 56), (28, 56, 152), (14, 152, 152), (14, 152, 368),
@@ -41,18 +42,10 @@ def _model(side: int, cin: int, cout: int, form: str, int8: bool) -> bytes:
             y = tf.reshape(tf.matmul(tf.reshape(x, [side * side, cin]), w[0, 0]) + b, [1, side, side, cout])
         return tf.nn.relu(y)
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([pointwise.get_concrete_function()], pointwise)
-    if int8:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([rng.uniform(0, 1, (1, side, side, cin)).astype(np.float32)]
-                                                    for _ in range(8))
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = converter.inference_output_type = tf.int8
-    return converter.convert()
+    return converted(pointwise, int8, lambda: rng.uniform(0, 1, (1, side, side, cin)).astype(np.float32))
 
 
 def main() -> None:
-    from edge.runtime import RuntimeOptions, tflite_interpreter
     from edge.tflite_file import builtin_op_name, operator_codes
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -65,20 +58,10 @@ def main() -> None:
                 data = _model(*shape, form, int8)
                 ops = {builtin_op_name(code) for code, _, _ in operator_codes(data)}
                 assert form in ops and ({"CONV_2D", "FULLY_CONNECTED"} - {form}).isdisjoint(ops), ops
-                interpreter, runtime = tflite_interpreter(data, RuntimeOptions(threads=1, xnnpack=False), form)
-                detail = interpreter.get_input_details()[0]
-                interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
-                for _ in range(10):
-                    interpreter.invoke()
-                cases.append(("int8" if int8 else "float32", shape, form, interpreter, []))
-    order = np.random.default_rng(0)
-    for _ in range(args.rounds):
-        for i in order.permutation(len(cases)):
-            interpreter, times = cases[i][3], cases[i][4]
-            start = time.perf_counter()
-            interpreter.invoke()
-            times.append((time.perf_counter() - start) * 1e3)
-    medians = {(p, s, f): float(np.median(t)) for p, s, f, _, t in cases}
+                interpreter, runtime = builtin_interpreter(data, form)
+                cases.append(("int8" if int8 else "float32", shape, form, interpreter))
+    timed = interleaved([c[3].invoke for c in cases], args.rounds)
+    medians = {(p, s, f): float(np.median(t)) for (p, s, f, _), t in zip(cases, timed)}
     print(f"{args.rounds} interleaved rounds, batch 1, {runtime}\n")
     print("| precision | map, in -> out | MMACs | CONV_2D ms | FULLY_CONNECTED ms | CONV_2D GMAC/s | FC / CONV_2D |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
