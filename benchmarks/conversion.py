@@ -143,14 +143,9 @@ run; the three paths of a case run back to back.
 """
 
 
-def used(commands: list[str], rows: list[dict]) -> list[str]:
-    """The commands that measured a row still in the table, in the order they ran."""
-    measured = {r.get("command") for r in rows}
-    return [c for c in commands if c in measured]
-
-
-def table(rows: list[dict], commands: list[str]) -> str:
-    lines = [PREAMBLE, "Measured with:", "", *[f"- `{c}`" for c in used(commands, rows)], "",
+def table(rows: list[dict]) -> str:
+    commands = dict.fromkeys(r["command"] for r in rows if "command" in r)  # those with a row left, as they ran
+    lines = [PREAMBLE, "Measured with:", "", *[f"- `{c}`" for c in commands], "",
              "| model | params M | format | precision | images (calib / val) | path | wall s | CPU s | peak RSS MB "
              "| wall / naive |",
              "| --- | ---: | --- | --- | --- | --- | ---: | ---: | ---: | ---: |"]
@@ -244,7 +239,7 @@ def main() -> int:
     before = json.loads(saved.read_text()) if args.append and saved and saved.is_file() else {}
     commit = revision([args.out, saved, args.out.with_suffix(".png")] if args.out else [])
     command = " ".join([".venv/bin/python", *sys.argv]) + (f"  # at {commit}" if commit else "")
-    rows, commands = before.get("rows", []), [*before.get("commands", []), command]
+    rows = before.get("rows", [])
     with tempfile.TemporaryDirectory(prefix="kit-conversion-") as tmp:
         for model in args.models:
             params = parameters(model)
@@ -255,8 +250,8 @@ def main() -> int:
                                  **m, "command": command})
                     print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
                 if args.out:  # written after every case: a long run keeps what it measured
-                    saved.write_text(json.dumps({"commands": used(commands, rows), "rows": rows}, indent=1) + "\n")
-    text = table(rows, commands)
+                    saved.write_text(json.dumps({"rows": rows}, indent=1) + "\n")
+    text = table(rows)
     print(text)
     if args.out:
         args.out.write_text(text)

@@ -54,14 +54,16 @@ def _function(side: int, channels: int, stride: int, form: str, kernel: np.ndarr
     return grouped
 
 
-def _model(side: int, channels: int, stride: int, form: str, int8: bool) -> tuple[bytes, float]:
-    """(the TFLite file, its largest float difference from the grouped conv in TensorFlow)."""
+def _models(side: int, channels: int, stride: int, form: str) -> tuple[bytes, bytes, float]:
+    """(the float32 TFLite file, the int8 one, the form's largest float difference from the grouped conv in
+    TensorFlow)."""
     rng = np.random.default_rng(side * 1000 + channels)
     kernel = rng.normal(0, (2 / (9 * GROUP_WIDTH)) ** 0.5, (3, 3, GROUP_WIDTH, channels)).astype(np.float32)
     fn = _function(side, channels, stride, form, kernel)
     x = rng.uniform(0, 1, (1, side, side, channels)).astype(np.float32)
     error = float(np.abs(fn(x).numpy() - _function(side, channels, stride, "grouped", kernel)(x).numpy()).max())
-    return converted(fn, int8, lambda: rng.uniform(0, 1, (1, side, side, channels)).astype(np.float32)), error
+    sample = lambda: rng.uniform(0, 1, (1, side, side, channels)).astype(np.float32)  # noqa: E731
+    return converted(fn, False, sample), converted(fn, True, sample), error
 
 
 def main() -> None:
@@ -71,13 +73,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=200, help="timed rounds (default 200)")
     args = parser.parse_args()
     cases, errors = [], {}
-    for int8 in (False, True):
-        for shape in SHAPES:
-            for form in FORMS:
-                data, errors[(shape, form)] = _model(*shape[:3], form, int8)
+    for shape in SHAPES:
+        for form in FORMS:
+            *files, errors[(shape, form)] = _models(*shape[:3], form)
+            for precision, data in zip(("float32", "int8"), files):
                 ops = sorted({builtin_op_name(code) for code, _, _ in operator_codes(data)})
                 interpreter, runtime = builtin_interpreter(data, form)
-                cases.append(("int8" if int8 else "float32", shape, form, interpreter, ops))
+                cases.append((precision, shape, form, interpreter, ops))
     timed = interleaved([c[3].invoke for c in cases], args.rounds)
     medians = {(p, s, f): float(np.median(t)) for (p, s, f, _, _), t in zip(cases, timed)}
     print(f"{args.rounds} interleaved rounds, batch 1, {runtime}\n")
